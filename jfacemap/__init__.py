@@ -1,0 +1,16 @@
+"""jfacemap: Facemap in JAX.
+
+Stages (each a set of pure functions with a CLI over them):
+  io/      video and keypoint files
+  synth/   synthetic mouse-face sessions (the embedded default data)
+  nets/    Flax NNX networks
+  track/   keypoint tracking
+  encode/  neural prediction from behaviour
+  hmm/     hidden Markov models of behavioural states
+"""
+
+from jfacemap.skeleton import ANALYSIS_BODYPARTS, FACEMAP_BODYPARTS
+
+__version__ = "0.1.0"
+
+__all__ = ["FACEMAP_BODYPARTS", "ANALYSIS_BODYPARTS", "__version__"]

@@ -1,0 +1,37 @@
+"""The `jfacemap` typer app: registers each stage's commands and turns errors into one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from jfacemap.cli import demo, info, synth
+
+app = typer.Typer(
+    name="jfacemap",
+    help="Facemap in JAX: track mouse-face keypoints, relate them to neural activity, model behavioural states.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("demo")(demo.demo)
+app.command("synth")(synth.synth)
+app.command("info")(info.info)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors print one line (`JFACEMAP_DEBUG=1` for the traceback)."""
+    try:
+        app(args=argv, prog_name="jfacemap")
+    except (ValueError, OSError) as error:
+        if os.environ.get("JFACEMAP_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        typer.echo(f"jfacemap: error: {message}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

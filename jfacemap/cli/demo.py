@@ -1,0 +1,114 @@
+"""`jfacemap demo`: every stage that exists, run on a synthetic session, with a report.
+
+Each stage is a function `(report, context) -> None` that adds a section and
+its figures; later stages append themselves to `STAGES`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from jfacemap.cli.progress import progress_bar
+from jfacemap.cli.report import Report
+from jfacemap.figures import have_matplotlib
+from jfacemap.io.keypoints import read_facemap_pose
+from jfacemap.io.video import iter_chunks, read_frames, video_info
+from jfacemap.synth.contact_sheet import save_contact_sheet
+from jfacemap.synth.export import SessionFiles, save_synthetic_session
+from jfacemap.synth.session import make_session
+
+
+@dataclass
+class DemoContext:
+    """What the stages share: the session on disk and how it was made."""
+
+    out: Path
+    files: SessionFiles
+    n_frames: int
+    seed: int
+    fps: float
+
+
+def stage_session(report: Report, ctx: DemoContext) -> None:
+    """Ground truth as written: visibility per bodypart, a contact sheet of decoded frames."""
+    keypoints, bodyparts = read_facemap_pose(ctx.files.keypoints)
+    visible = np.isfinite(keypoints[..., 0]).mean(axis=0)
+    lines = [
+        f"video       {ctx.files.video.name}  ({ctx.n_frames} frames at {ctx.fps:g} Hz, seed {ctx.seed})",
+        f"keypoints   {ctx.files.keypoints.name}  ({len(bodyparts)} bodyparts)",
+        f"latents     {ctx.files.latents.name}",
+        "visible fraction per bodypart:",
+        *[f"  {name:<14} {frac:6.1%}" for name, frac in zip(bodyparts, visible)],
+    ]
+    picks = np.linspace(0, ctx.n_frames - 1, 8).round().astype(int)
+    sheet = ctx.out / "contact_sheet.png"
+    save_contact_sheet(sheet, read_frames(ctx.files.video, picks), keypoints[picks], bodyparts)
+    report.figure(sheet)
+    if have_matplotlib():
+        from jfacemap.figures.session import plot_keypoint_traces, plot_latents
+
+        latents = dict(np.load(ctx.files.latents))
+        latents.pop("meta", None)
+        report.figure(plot_latents(latents, ctx.fps, ctx.out / "behavior_latents.png"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN traces (paw out of view)
+            report.figure(plot_keypoint_traces(keypoints, bodyparts, ctx.fps, ctx.out / "keypoint_traces.png"))
+    else:
+        lines.append("(plots skipped: pip install 'jfacemap[plot]' for matplotlib figures)")
+    report.section("Synthetic session", lines, {"visible_fraction": dict(zip(bodyparts, visible.tolist()))})
+
+
+def stage_video_io(report: Report, ctx: DemoContext) -> None:
+    """Decode the video back: frame count, decode speed, and loss against the rendered frames."""
+    meta = video_info(ctx.files.video)
+    session = make_session(ctx.n_frames, seed=ctx.seed, fps=ctx.fps)
+    start = time.perf_counter()
+    decoded = sum(len(chunk) for chunk in iter_chunks(ctx.files.video, chunk_size=250))
+    decode_seconds = time.perf_counter() - start
+    abs_error = 0.0
+    for chunk, (rendered, _) in zip(iter_chunks(ctx.files.video, chunk_size=250), session.iter_chunks(250)):
+        abs_error += np.abs(chunk.astype(np.float32) - rendered.astype(np.float32)).sum()
+    mae = abs_error / max(decoded * meta.height * meta.width, 1)
+    numbers = {
+        "n_frames_decoded": decoded,
+        "n_frames_reported": meta.n_frames,
+        "decode_fps": decoded / max(decode_seconds, 1e-9),
+        "mean_abs_error_vs_render": float(mae),
+    }
+    lines = [
+        f"frames decoded {decoded} (video_info says {meta.n_frames}), {meta.width}x{meta.height} at {meta.fps:g} fps",
+        f"decode speed   {numbers['decode_fps']:.0f} frames/s",
+        f"codec loss     {mae:.2f} grey levels mean absolute error against the rendered frames",
+    ]
+    if decoded != ctx.n_frames:
+        raise ValueError(f"{ctx.files.video}: wrote {ctx.n_frames} frames but decoded {decoded}")
+    report.section("Video round trip", lines, numbers)
+
+
+STAGES = [stage_session, stage_video_io]
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the session, figures and report.")] = Path("jfacemap-demo"),
+    frames: Annotated[int, typer.Option(help="Length of the synthetic session in frames (50 per second).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic mouse and its behaviour.")] = 0,
+) -> None:
+    """Run every stage on a synthetic session and write a report (report.txt, summary.json, PNG figures)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fps = 50.0
+    with progress_bar(frames, "rendering synthetic session") as advance:
+        files = save_synthetic_session(out / "session.mp4", n_frames=frames, seed=seed, fps=fps, on_progress=advance)
+    ctx = DemoContext(out=out, files=files, n_frames=frames, seed=seed, fps=fps)
+    report = Report(out)
+    for stage in STAGES:
+        stage(report, ctx)
+    path = report.write()
+    typer.echo(report.text())
+    typer.echo(f"report written to {path}")

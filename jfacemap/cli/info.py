@@ -1,0 +1,20 @@
+"""`jfacemap info`: what a video holds (decodable frames, size, frame rate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jfacemap.io.video import video_info
+
+
+def info(
+    videos: Annotated[list[Path], typer.Argument(help="One or more video files.")],
+) -> None:
+    """Print each video's decodable frame count, size and frame rate."""
+    typer.echo(f"{'frames':>8}  {'width':>5}  {'height':>6}  {'fps':>7}  video")
+    for path in videos:
+        meta = video_info(path)
+        typer.echo(f"{meta.n_frames:>8}  {meta.width:>5}  {meta.height:>6}  {meta.fps:>7.2f}  {path}")

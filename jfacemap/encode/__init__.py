@@ -1,0 +1,1 @@
+"""Neural prediction from behaviour: alignment, PCs, linear and deep encoders (later issues)."""

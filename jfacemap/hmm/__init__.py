@@ -1,0 +1,1 @@
+"""Gaussian HMMs fitted by gradient ascent on the exact log-likelihood (later issues)."""
