@@ -1,0 +1,213 @@
+"""The Facemap tracker U-Net ("FMnet" in the original program), in Flax NNX.
+
+Layout is NHWC (JAX's native one): input (B, 256, 256, 1) float32, outputs
+(B, 64, 64, K) for K keypoints. Topology (matches the original's state_dict
+one-to-one, see `jfacemap.nets.convert`):
+
+- unit   = BatchNorm(c_in) -> ReLU -> 3x3 conv c_in -> c_out (no bias, 'same');
+           the very first unit of the network has no ReLU (BN -> conv only).
+- block  = 2 units: c_in -> c_out, then c_out -> c_out.
+- encoder: blocks with `channels` (16, 32, 64, 128, 200); a 3x3 max-pool,
+           stride 2, pad 1 between blocks (256 -> 128 -> 64 -> 32 -> 16).
+- decoder: `n_upsample` blocks; each = nearest x2 upsample, concatenate
+           [upsampled, skip of the same size] on channels, block with the
+           skip's channel count (16 -> 32 -> 64 for the default 2).
+- heads:   three 1x1 convs with bias: heatmap (ReLU), x-offset, y-offset.
+
+Here "x" is the horizontal (column) axis and "y" the vertical (row) axis of
+the image. (The original names its offset heads the other way round: its
+"locx" is the row offset; the converter swaps them so that our names mean
+what they say.)
+
+Mode: BatchNorm uses running statistics in eval mode and batch statistics in
+train mode; set it with `model.eval()` / `model.train()` (NNX convention) or
+per call with `model(x, train=...)`. Models are built in eval mode (tracking
+is the common use). In train mode the heatmap is also normalised to sum 10
+per keypoint, as the original does (its targets are normalised that way).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+DEFAULT_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 200)
+HEATMAP_SUM = 10.0  # train-mode heatmaps are scaled to this sum per keypoint
+_HEATMAP_EPS = 1e-4  # the original's epsilon in that normalisation
+BN_MOMENTUM = 0.9  # flax convention: running = 0.9 running + 0.1 batch (torch momentum 0.1)
+BN_EPSILON = 1e-5
+
+
+class UNetOutput(NamedTuple):
+    """Network outputs, each (B, G, G, K) float32 on the G x G output grid.
+
+    heatmap: ReLU'd keypoint confidence; offset_x / offset_y: location
+    refinement along columns / rows, in units of 2 * sigma grid cells
+    (target = (cell - true) / (2 sigma), see `jfacemap.track.decode`).
+    """
+
+    heatmap: jax.Array
+    offset_x: jax.Array
+    offset_y: jax.Array
+
+
+def _torch_default_init(fan_in: int):
+    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for conv
+    weights (kaiming_uniform with a=sqrt(5)) and biases, so training from
+    scratch starts where the original does.
+
+    With a concrete key the numbers are drawn on the host (numpy, seeded by
+    the key's bits): jax.random compiles one XLA program per weight shape,
+    which made building the network take 5-20 s on a CPU. Under tracing
+    (jit, eval_shape) it falls back to jax.random."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        try:
+            bits = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+        rng = np.random.default_rng(bits.astype(np.uint32).ravel().tolist())
+        return jnp.asarray(rng.uniform(-bound, bound, shape), dtype=dtype)
+
+    return init
+
+
+class BNConv(nnx.Module):
+    """BatchNorm(c_in) -> [ReLU] -> kxk conv (no bias, 'same' padding)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, relu: bool, *, rngs: nnx.Rngs):
+        self.relu = relu
+        self.norm = nnx.BatchNorm(
+            c_in,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            use_running_average=True,
+            use_fast_variance=False,  # two-pass variance, like torch
+            rngs=rngs,
+        )
+        self.conv = nnx.Conv(
+            c_in,
+            c_out,
+            (kernel, kernel),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=_torch_default_init(c_in * kernel * kernel),
+            rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+        x = self.norm(x, use_running_average=use_running_average)
+        if self.relu:
+            x = jax.nn.relu(x)
+        return self.conv(x)
+
+
+class ConvBlock(nnx.Module):
+    """Two BNConv units: c_in -> c_out -> c_out."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, first: bool = False, *, rngs: nnx.Rngs):
+        self.unit0 = BNConv(c_in, c_out, kernel, relu=not first, rngs=rngs)
+        self.unit1 = BNConv(c_out, c_out, kernel, relu=True, rngs=rngs)
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+        return self.unit1(self.unit0(x, use_running_average), use_running_average)
+
+
+class FacemapUNet(nnx.Module):
+    """The Facemap keypoint U-Net for `n_keypoints` keypoints.
+
+    Args:
+      n_keypoints: K, the number of output channels of each head.
+      channels: encoder block widths; the input goes through len(channels)-1
+        max-pools (default 256 -> 16).
+      n_upsample: decoder blocks; the output grid is input / 2**(len(channels)
+        - 1 - n_upsample) (default 64 for a 256 input).
+      kernel: conv kernel size of the blocks.
+      in_channels: image channels (1, grayscale).
+      rngs: NNX random streams for the initial weights.
+    """
+
+    def __init__(
+        self,
+        n_keypoints: int,
+        channels: tuple[int, ...] = DEFAULT_CHANNELS,
+        n_upsample: int = 2,
+        kernel: int = 3,
+        in_channels: int = 1,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        channels = tuple(int(c) for c in channels)
+        if n_keypoints < 1:
+            raise ValueError(f"n_keypoints must be >= 1, got {n_keypoints}")
+        if not 1 <= n_upsample < len(channels):
+            raise ValueError(f"n_upsample must be in [1, {len(channels) - 1}], got {n_upsample}")
+        self.n_keypoints = int(n_keypoints)
+        self.channels = channels
+        self.n_upsample = int(n_upsample)
+        self.kernel = int(kernel)
+        self.in_channels = int(in_channels)
+        # Read and set by nnx's model.train() / model.eval().
+        self.use_running_average = True
+
+        c_in = [in_channels, *channels[:-1]]
+        self.encoder = nnx.List(
+            [ConvBlock(c_in[k], channels[k], kernel, first=(k == 0), rngs=rngs) for k in range(len(channels))]
+        )
+        self.decoder = nnx.List(
+            [
+                ConvBlock(channels[-1 - k] + channels[-2 - k], channels[-2 - k], kernel, rngs=rngs)
+                for k in range(n_upsample)
+            ]
+        )
+        c_head = channels[-1 - n_upsample]
+        head = dict(kernel_init=_torch_default_init(c_head), bias_init=_torch_default_init(c_head), rngs=rngs)
+        self.heatmap_head = nnx.Conv(c_head, n_keypoints, (1, 1), **head)
+        self.offset_y_head = nnx.Conv(c_head, n_keypoints, (1, 1), **head)
+        self.offset_x_head = nnx.Conv(c_head, n_keypoints, (1, 1), **head)
+
+    @property
+    def downsample(self) -> int:
+        """Input pixels per output grid cell (4 for the default network)."""
+        return 2 ** (len(self.channels) - 1 - self.n_upsample)
+
+    def __call__(self, x: jax.Array, train: bool | None = None) -> UNetOutput:
+        """Run the network.
+
+        Args:
+          x: (B, H, W, in_channels) float32 images, H and W divisible by
+            2**(len(channels) - 1) (256 x 256 normally).
+          train: None -> the module's mode (model.train() / model.eval());
+            True -> batch statistics (and running-stat updates) in BatchNorm
+            plus heatmap normalisation; False -> running statistics.
+        Returns:
+          UNetOutput of three (B, H/d, W/d, K) arrays, d = self.downsample.
+        """
+        use_ra = self.use_running_average if train is None else not train
+        skips = []
+        for k, block in enumerate(self.encoder):
+            if k > 0:
+                # torch's max_pool2d pads with -inf; so does nnx.max_pool.
+                x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = block(x, use_ra)
+            skips.append(x)
+        for k, block in enumerate(self.decoder):
+            x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest x2
+            x = block(jnp.concatenate([x, skips[-2 - k]], axis=-1), use_ra)
+        heatmap = jax.nn.relu(self.heatmap_head(x))
+        if not use_ra:
+            total = jnp.sum(heatmap, axis=(1, 2), keepdims=True)
+            heatmap = HEATMAP_SUM * heatmap / (_HEATMAP_EPS + total)
+        return UNetOutput(heatmap, self.offset_x_head(x), self.offset_y_head(x))
+
+
+def count_parameters(model: nnx.Module) -> int:
+    """Trainable parameters (what PyTorch counts: conv kernels, biases, BN
+    scale and bias), not BatchNorm running statistics."""
+    return int(sum(p.size for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))))
