@@ -7,7 +7,9 @@ overlays) need no plotting library.
 from __future__ import annotations
 
 import os
+import re
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -49,3 +51,51 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write `image` (uint8 gray/RGB/RGBA) as a PNG file, atomically."""
     write_bytes_atomic(path, encode_png(image))
     return Path(path)
+
+
+class ImageError(ValueError):
+    """An image cannot be read; the message is one line naming the file."""
+
+
+def _decode_gray(path: Path, input_params: list[str]) -> np.ndarray | None:
+    """First frame of `path` as (H, W) uint8, or None if ffmpeg cannot decode it this way."""
+    import imageio_ffmpeg  # here, so PNG writing needs no ffmpeg
+
+    # One plain ffmpeg run (~20 ms) rather than imageio_ffmpeg.read_frames,
+    # whose header polling costs ~50 ms per file: label folders hold hundreds.
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *input_params,
+           "-i", str(path), "-map", "0:V:0", "-frames:v", "1",
+           "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+    res = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    header = res.stderr.decode("utf-8", "replace").partition("Output #0")[2]
+    size = re.search(r"Video: rawvideo.*?, (\d+)x(\d+)", header)
+    if res.returncode != 0 or not size:
+        return None
+    width, height = int(size.group(1)), int(size.group(2))
+    if len(res.stdout) != width * height:
+        return None
+    return np.frombuffer(res.stdout, np.uint8).reshape(height, width).copy()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file (PNG, JPEG, TIFF, BMP, ... anything ffmpeg decodes) as (H, W) uint8 gray.
+
+    Colour becomes luma (ffmpeg's BT.601 weights), alpha is dropped, 16-bit
+    is scaled to 8-bit; a multi-frame file gives its first frame.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a folder, not an image")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p}: empty file")
+    # image2 with pattern_type none reads the name literally ('%' or '*' in it
+    # would otherwise be a sequence pattern); other formats (gif, ...) need
+    # ffmpeg's own probing.
+    image = _decode_gray(p, ["-f", "image2", "-pattern_type", "none"])
+    if image is None:
+        image = _decode_gray(p, [])
+    if image is None:
+        raise ImageError(f"{p}: not an image (ffmpeg could not decode it)")
+    return image
