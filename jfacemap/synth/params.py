@@ -1,0 +1,169 @@
+"""Who the synthetic mouse is and how it is filmed: `FaceParams` and its sampler.
+
+Lengths are in *head units*: the face is laid out in a canonical head frame
+(u toward the nose, v down, origin near the middle of the face) whose unit is
+one pixel of a 256 x 256 frame at zoom 1. The camera maps the head frame to
+the image by a similarity transform (optionally mirrored); see
+`jfacemap.synth.geometry.Camera`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# "lab1": the default look (dark background, high contrast, nose to the right).
+# "lab2": the "other lab" for fine-tuning experiments: mirrored (nose to the
+# left), strongly tilted, grey low-contrast background, vignetting, coarser fur,
+# dark whiskers, more blur and noise.
+STYLES: tuple[str, ...] = ("lab1", "lab2")
+
+
+@dataclass(frozen=True)
+class FaceParams:
+    """Identity (head geometry, fur, whiskers), camera and imaging of one session.
+
+    Every field is a plain Python scalar, so the object is hashable and
+    `dataclasses.asdict` gives JSON-ready values.
+    """
+
+    style: str
+    size: int
+    seed: int
+    # identity: head geometry (head units)
+    eye_u: float
+    eye_v: float
+    eye_a: float  # half width of the lid opening
+    eye_b: float  # half height of the lid opening
+    eye_tilt: float  # degrees, front end down
+    nose_u: float
+    nose_v: float
+    nose_r: float  # rhinarium radius
+    snout_r: float  # radius of the snout where the whisker pad sits
+    jaw_len: float  # mouth corner to lip front
+    # identity: fur and whiskers
+    fur_brightness: float  # albedo of the fur behind the eye (0-255 scale)
+    snout_gain: float  # how much brighter the fur gets toward the snout
+    fur_contrast: float
+    texture_scale: float  # > 1: coarser fur
+    texture_seed: int
+    whisker_rows: int
+    whisker_arcs: int
+    whisker_length: float  # longest (caudal) whisker, head units
+    whisker_curvature: float
+    whisker_brightness: float  # albedo of the whiskers
+    whisker_width: float  # base width in head units
+    whisker_seed: int
+    rim_strength: float  # pale eye rim, added albedo
+    highlight_strength: float  # corneal reflections, added albedo
+    # camera
+    rotation: float  # degrees, clockwise on screen (y down)
+    zoom: float
+    shift_x: float  # pixels of a 256 frame
+    shift_y: float
+    flip: bool  # mirrored: the nose points left
+    # imaging
+    background: float  # albedo of the background
+    light_angle: float  # degrees, direction the light gradient increases toward
+    light_strength: float  # relative change across the frame
+    vignette: float  # relative darkening at the corners
+    gain: float
+    noise_std: float  # read noise, grey levels
+    shot_noise: float  # variance per grey level of signal
+    blur: float  # optical blur sigma, pixels of a 256 frame
+    black_level: float  # grey level added to every pixel (glare, sensor offset)
+    noise_seed: int
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+def sample_face_params(seed: int, style: str = "lab1", size: int = 256) -> FaceParams:
+    """A random mouse, camera view and imaging for `style` (deterministic per seed)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    if size < 32:
+        raise ValueError(f"size must be at least 32 pixels, got {size}")
+    # Different streams for the two styles, so lab2 is not lab1 with a few knobs turned.
+    rng = np.random.default_rng([int(seed), STYLES.index(style)])
+    identity = dict(
+        eye_u=_u(rng, -86, -74),
+        eye_v=_u(rng, -46, -36),
+        eye_a=_u(rng, 23.0, 28.0),
+        eye_b=0.0,
+        eye_tilt=_u(rng, 6, 18),
+        nose_u=_u(rng, 84, 96),
+        nose_v=_u(rng, 24, 34),
+        nose_r=_u(rng, 11.0, 14.0),
+        snout_r=_u(rng, 34, 40),
+        jaw_len=_u(rng, 36, 46),
+        fur_brightness=_u(rng, 90, 120),
+        snout_gain=_u(rng, 0.75, 1.1),
+        fur_contrast=_u(rng, 0.25, 0.4),
+        texture_scale=_u(rng, 0.8, 1.25),
+        texture_seed=int(rng.integers(2**31)),
+        whisker_rows=int(rng.integers(4, 6)),
+        whisker_arcs=int(rng.integers(5, 7)),
+        whisker_length=_u(rng, 120, 170),
+        whisker_curvature=_u(rng, 0.15, 0.32),
+        whisker_brightness=_u(rng, 165, 200),
+        whisker_width=_u(rng, 1.5, 2.1),
+        whisker_seed=int(rng.integers(2**31)),
+        rim_strength=_u(rng, 50, 80),
+        highlight_strength=_u(rng, 170, 230),
+    )
+    identity["eye_b"] = identity["eye_a"] * _u(rng, 0.66, 0.78)
+    if style == "lab1":
+        camera = dict(
+            rotation=_u(rng, -15, 15),
+            zoom=_u(rng, 0.8, 1.15),
+            shift_x=_u(rng, -12, 12),
+            shift_y=_u(rng, -12, 12),
+            flip=False,
+        )
+        imaging = dict(
+            background=_u(rng, 8, 22),
+            light_angle=_u(rng, 150, 250),
+            light_strength=_u(rng, 0.2, 0.5),
+            vignette=_u(rng, 0.0, 0.1),
+            gain=_u(rng, 0.9, 1.15),
+            noise_std=_u(rng, 2.0, 4.0),
+            shot_noise=_u(rng, 0.02, 0.06),
+            blur=_u(rng, 0.45, 0.8),
+            black_level=_u(rng, 0.0, 4.0),
+        )
+    else:
+        identity.update(
+            fur_brightness=_u(rng, 125, 150),
+            snout_gain=_u(rng, 0.2, 0.4),
+            fur_contrast=_u(rng, 0.35, 0.5),
+            texture_scale=_u(rng, 1.5, 1.9),
+            whisker_brightness=_u(rng, 45, 75),
+            whisker_width=_u(rng, 1.7, 2.3),
+            rim_strength=_u(rng, 20, 40),
+            highlight_strength=_u(rng, 80, 130),
+        )
+        camera = dict(
+            rotation=_u(rng, -30, -16),
+            zoom=_u(rng, 0.8, 1.0),
+            shift_x=_u(rng, -8, 8),
+            shift_y=_u(rng, -4, 8),
+            flip=True,
+        )
+        imaging = dict(
+            background=_u(rng, 120, 160),
+            light_angle=_u(rng, -60, 30),
+            light_strength=_u(rng, 0.3, 0.6),
+            vignette=_u(rng, 0.35, 0.55),
+            gain=_u(rng, 0.75, 0.9),
+            noise_std=_u(rng, 6.0, 9.0),
+            shot_noise=_u(rng, 0.05, 0.12),
+            blur=_u(rng, 1.1, 1.6),
+            black_level=_u(rng, 35.0, 55.0),
+        )
+    return FaceParams(
+        style=style, size=int(size), seed=int(seed), **identity, **camera, **imaging,
+        noise_seed=int(rng.integers(2**31)),
+    )

@@ -1,0 +1,57 @@
+"""A synthetic recording session: one mouse, one camera, one behaviour, rendered lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from jfacemap.skeleton import FACEMAP_BODYPARTS
+from jfacemap.synth.behavior import BehaviorLatents, simulate_behavior
+from jfacemap.synth.face import FaceParams, get_renderer, render_frames, sample_face_params
+
+
+@dataclass(frozen=True)
+class SyntheticSession:
+    """`params` (who and how filmed), `latents` (what it does); frames are rendered on demand."""
+
+    params: FaceParams
+    latents: BehaviorLatents
+    bodyparts: tuple[str, ...] = FACEMAP_BODYPARTS
+
+    @property
+    def n_frames(self) -> int:
+        return self.latents.n_frames
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    @property
+    def fps(self) -> float:
+        return self.latents.fps
+
+    def render(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Frames [start, stop): ((B, H, W) uint8, (B, 15, 3) float32 x, y, likelihood)."""
+        return render_frames(self.params, self.latents, start, stop)
+
+    def keypoints(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Ground truth only (no pixels), (B, 15, 3): cheap."""
+        stop = self.n_frames if stop is None else stop
+        return get_renderer(self.params).keypoints(self.latents.slice(start, stop))
+
+    def iter_chunks(self, chunk_size: int = 250) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (frames, keypoints) chunk by chunk; memory is bounded by `chunk_size` frames."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        for start in range(0, self.n_frames, chunk_size):
+            yield self.render(start, min(self.n_frames, start + chunk_size))
+
+
+def make_session(
+    n_frames: int, seed: int = 0, style: str = "lab1", size: int = 256, fps: float = 50.0
+) -> SyntheticSession:
+    """A session of `n_frames` at `fps`: mouse, camera and behaviour all follow from `seed`."""
+    params = sample_face_params(seed, style=style, size=size)
+    latents = simulate_behavior(n_frames, seed=seed, fps=fps)
+    return SyntheticSession(params=params, latents=latents)
