@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +23,7 @@ import imageio_ffmpeg
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import machine_info  # noqa: E402
 from jfacemap.io.video import iter_chunks, read_frames, video_info, write_video  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "video_read.json"
@@ -63,15 +62,6 @@ def timed(fn, *args) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = fn(*args)
     return time.perf_counter() - t0, out
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-        "numpy": np.__version__, "imageio_ffmpeg": imageio_ffmpeg.__version__,
-        "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
-    }
 
 
 def main() -> None:
@@ -121,7 +111,7 @@ def main() -> None:
         "ratio_iter_chunks_over_imageio": ratio,
         "video_info_exact_s": count_exact, "video_info_quick_s": count_quick,
         "read_frames_20_random_s": random_read,
-        "machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info() | {"ffmpeg": imageio_ffmpeg.get_ffmpeg_version()}, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -7,7 +7,6 @@ its figures; later stages append themselves to `STAGES`.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -57,9 +56,7 @@ def stage_session(report: Report, ctx: DemoContext) -> None:
         latents = dict(np.load(ctx.files.latents))
         latents.pop("meta", None)
         report.figure(plot_latents(latents, ctx.fps, ctx.out / "behavior_latents.png"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN traces (paw out of view)
-            report.figure(plot_keypoint_traces(keypoints, bodyparts, ctx.fps, ctx.out / "keypoint_traces.png"))
+        report.figure(plot_keypoint_traces(keypoints, bodyparts, ctx.fps, ctx.out / "keypoint_traces.png"))
     else:
         lines.append("(plots skipped: pip install 'jfacemap[plot]' for matplotlib figures)")
     report.section("Synthetic session", lines, {"visible_fraction": dict(zip(bodyparts, visible.tolist()))})

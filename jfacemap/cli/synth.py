@@ -23,6 +23,8 @@ def synth(
     """Write a synthetic session: OUT video, OUT_FacemapPose.h5 ground truth, OUT_latents.npz behaviour."""
     if style not in STYLES:
         raise ValueError(f"unknown --style {style!r}; choose one of {', '.join(STYLES)}")
+    if frames < 1:
+        raise ValueError(f"--frames must be at least 1, got {frames}")
     if out.suffix.lower() not in {".mp4", ".avi", ".mkv", ".mov"}:
         raise ValueError(f"{out}: output must end in .mp4, .avi, .mkv or .mov")
     with progress_bar(frames, f"rendering {out.name}") as advance:

@@ -27,7 +27,9 @@ def plot_latents(latents: dict[str, np.ndarray], fps: float, path: str | os.Path
     n_show = int(min(len(next(iter(latents.values()))), seconds * fps))
     t = np.arange(n_show) / fps
     rows = len(names) + ("state" in latents)
-    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.1 * rows + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(9, 0.8 * rows + 0.6), sharex=True, squeeze=False, layout="constrained"
+    )
     axes = axes[:, 0]
     for ax, name in zip(axes, names):
         ax.plot(t, np.asarray(latents[name])[:n_show], lw=0.8, color="k")
@@ -52,29 +54,33 @@ def plot_keypoint_traces(
     seconds: float = 10.0,
     reference: np.ndarray | None = None,
 ) -> Path:
-    """x and y of each keypoint over time, (T, K, 3) in pixels, mean removed.
+    """x and y of each keypoint over time; keypoints (T, K, 3) in pixels.
 
-    With `reference` (same shape), it is drawn in grey under the traces: the
-    ground truth beneath a prediction.
+    Each row is centred on its median and scaled to its own 1st-99th
+    percentile range (printed beside the name), so a 2 px whisker and a 60 px
+    paw are both readable. With `reference` (same shape), it is drawn in grey
+    under the traces: the ground truth beneath a prediction.
     """
     plt = pyplot()
     n_show = int(min(len(keypoints), seconds * fps))
     t = np.arange(n_show) / fps
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(bodyparts) + 1.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(bodyparts) + 1.2), layout="constrained")
     for column, (ax, coord) in enumerate(zip(axes, "xy")):
-        spread = np.nanpercentile(keypoints[:n_show, :, column], 99, axis=0) - np.nanpercentile(
-            keypoints[:n_show, :, column], 1, axis=0
-        ) if np.isfinite(keypoints[:n_show, :, column]).any() else np.ones(1)
-        gap = float(np.nanmax(np.r_[spread, 1.0])) * 1.1
+        labels = []
         for k, name in enumerate(bodyparts):
             trace = keypoints[:n_show, k, column]
-            offset = np.nanmean(trace) if np.isfinite(trace).any() else 0.0
+            if not np.isfinite(trace).any():
+                labels.append(f"{name} (not visible)")
+                continue
+            low, centre, high = np.nanpercentile(trace, [1, 50, 99])
+            scale = max(high - low, 0.5)
+            labels.append(f"{name} ({scale:.1f} px)")
             if reference is not None:
-                ref = reference[:n_show, k, column]
-                ax.plot(t, ref - offset - gap * k, color="0.7", lw=2.0)
-            ax.plot(t, trace - offset - gap * k, lw=0.7, color=plt.cm.turbo(k / max(len(bodyparts) - 1, 1)))
-        ax.set_title(f"{coord} (px, one row per keypoint, {gap:.0f} px apart)", fontsize=9)
+                ax.plot(t, (reference[:n_show, k, column] - centre) / scale - k, color="0.7", lw=2.0)
+            ax.plot(t, (trace - centre) / scale - k, lw=0.7, color=plt.cm.turbo(k / max(len(bodyparts) - 1, 1)))
+        ax.set_title(f"{coord} position, each row scaled to its own range", fontsize=9)
         ax.set_xlabel("time (s)")
-        ax.set_yticks([-gap * k for k in range(len(bodyparts))])
-        ax.set_yticklabels(bodyparts, fontsize=7)
+        ax.set_yticks([-k for k in range(len(bodyparts))])
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_ylim(-len(bodyparts) + 0.3, 0.8)
     return save_figure(fig, path)
