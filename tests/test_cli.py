@@ -98,3 +98,15 @@ def test_demo_writes_report_and_figures(tmp_path):
     assert png.startswith(b"\x89PNG")
     for name in ("behavior_latents.png", "keypoint_traces.png"):
         assert (out / name).stat().st_size > 10_000
+
+
+def test_info_reports_every_bad_file_and_keeps_going(tmp_path):
+    good = tmp_path / "good.mp4"
+    assert run_cli("synth", str(good), "--frames", "7").returncode == 0
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    result = run_cli("info", str(bad), str(good), str(tmp_path / "gone.avi"))
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and "bad.mp4" in errors[0] and "gone.avi" in errors[1]
+    assert result.stdout.splitlines()[1].split()[0] == "7"

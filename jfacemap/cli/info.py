@@ -7,14 +7,24 @@ from typing import Annotated
 
 import typer
 
-from jfacemap.io.video import video_info
+from jfacemap.io.video import VideoError, video_info
 
 
 def info(
     videos: Annotated[list[Path], typer.Argument(help="One or more video files.")],
 ) -> None:
     """Print each video's decodable frame count, size and frame rate."""
-    typer.echo(f"{'frames':>8}  {'width':>5}  {'height':>6}  {'fps':>7}  video")
+    header_shown, failed = False, 0
     for path in videos:
-        meta = video_info(path)
+        try:
+            meta = video_info(path)
+        except VideoError as error:  # report every bad file, keep going with the rest
+            typer.echo(f"jfacemap: error: {error}", err=True)
+            failed += 1
+            continue
+        if not header_shown:
+            typer.echo(f"{'frames':>8}  {'width':>5}  {'height':>6}  {'fps':>7}  video")
+            header_shown = True
         typer.echo(f"{meta.n_frames:>8}  {meta.width:>5}  {meta.height:>6}  {meta.fps:>7.2f}  {path}")
+    if failed:
+        raise typer.Exit(code=1)
