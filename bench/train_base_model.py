@@ -1,0 +1,148 @@
+"""Train the shipped base tracker on synthetic sessions (the reproducible recipe).
+
+    python bench/train_base_model.py                    # full: weights/base/, on the GPU if JAX sees one
+    python bench/train_base_model.py --lab2-fraction 0.25 --name base-mixed
+    python bench/train_base_model.py --quick            # smoke run, < 2 min on a CPU, to a temp folder
+
+Data: `--seeds` training sessions (seeds 0..S-1), each `--session-frames`
+long at 50 Hz; `--frames-per-seed` frames are taken sparsely across each
+session (evenly spaced strata, one random frame per stratum), so poses and
+behaviour states vary within a mouse as well as across mice. A fraction
+`--lab2-fraction` of the seeds use the "lab2" look (0 = lab1 only). Test
+error is measured on held-out seeds (100000 + i), never seen in training,
+for each style used, and written into the model's model.json with the
+recipe and the data description; the full run also writes
+bench/results/train_base_model.json.
+
+Training checkpoints go to `--checkpoint-dir` every epoch; rerunning the
+same command resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.common import machine_info, print_table, write_results  # noqa: E402
+from jfacemap.synth import make_session  # noqa: E402
+from jfacemap.track.model_store import save_tracker  # noqa: E402
+from jfacemap.track.train import evaluate_tracker, get_recipe, train_tracker  # noqa: E402
+
+TEST_SEED_BASE = 100_000  # held-out sessions: disjoint from the training seeds 0..S-1
+
+
+def sample_frames(seed: int, style: str, n_frames: int, session_frames: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(n, 256, 256) uint8 frames, (n, K, 3) keypoints, bodyparts from one
+    session: one random frame in each of n equal strata of the session."""
+    session = make_session(session_frames, seed=seed, style=style)
+    rng = np.random.default_rng([seed, 7])
+    edges = np.linspace(0, session_frames, n_frames + 1).astype(int)
+    picks = [int(rng.integers(lo, max(lo + 1, hi))) for lo, hi in zip(edges[:-1], edges[1:])]
+    frames, keypoints = zip(*(session.render(i, i + 1) for i in picks))
+    return np.concatenate(frames), np.concatenate(keypoints), list(session.bodyparts)
+
+
+def build_set(seeds, styles, n_frames: int, session_frames: int):
+    parts = [sample_frames(s, st, n_frames, session_frames) for s, st in zip(seeds, styles)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), parts[0][2]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--name", default=None, help="model name (default base, or base-quick with --quick)")
+    ap.add_argument("--out", type=Path, default=None, help="model folder (default weights/<name>; temp with --quick)")
+    ap.add_argument("--seeds", type=int, default=60, help="training sessions")
+    ap.add_argument("--frames-per-seed", type=int, default=40)
+    ap.add_argument("--session-frames", type=int, default=15_000, help="session length (frames at 50 Hz)")
+    ap.add_argument("--lab2-fraction", type=float, default=0.0, help="fraction of sessions in the lab2 style")
+    ap.add_argument("--test-seeds", type=int, default=5)
+    ap.add_argument("--test-frames", type=int, default=20, help="test frames per held-out session")
+    ap.add_argument("--recipe", default="base")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="init / shuffling / augmentation seed")
+    ap.add_argument("--checkpoint-dir", type=Path, default=None,
+                    help="per-epoch checkpoints (default ~/.cache/jfacemap/train-<name>)")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (< 2 min on a CPU)")
+    args = ap.parse_args(argv)
+
+    if args.quick:
+        args.seeds, args.frames_per_seed, args.session_frames = 2, 4, 500
+        args.test_seeds, args.test_frames = 1, 4
+        args.epochs = args.epochs or 2
+    name = args.name or ("base-quick" if args.quick else "base")
+    tmp = Path(tempfile.gettempdir())
+    out = args.out or (tmp / "jfacemap-quick-model" / name if args.quick else REPO / "weights" / name)
+    # quick runs start fresh (a new temp folder); full runs resume from the latest epoch
+    ckpt = args.checkpoint_dir or (Path(tempfile.mkdtemp(prefix="jfacemap-quick-ckpt-")) if args.quick else
+                                   Path.home() / ".cache" / "jfacemap" / f"train-{name}")
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
+                 if v is not None}
+    recipe = get_recipe(args.recipe, **overrides)
+
+    n_lab2 = int(round(args.lab2_fraction * args.seeds))
+    # lab2 sessions spread evenly over the seed range, so a fraction is a fraction of every part
+    lab2 = set(np.linspace(0, args.seeds - 1, n_lab2).round().astype(int).tolist()) if n_lab2 else set()
+    seeds = list(range(args.seeds))
+    styles = ["lab2" if s in lab2 else "lab1" for s in seeds]
+    print(f"device: {jax.devices()[0]}  recipe: {recipe.name} epochs={recipe.epochs} batch={recipe.batch_size} "
+          f"lr={recipe.lr}  data: {args.seeds} sessions ({n_lab2} lab2) x {args.frames_per_seed} frames")
+
+    t0 = time.perf_counter()
+    frames, keypoints, bodyparts = build_set(seeds, styles, args.frames_per_seed, args.session_frames)
+    t_data = time.perf_counter() - t0
+    print(f"rendered {len(frames)} training frames in {t_data:.1f} s")
+
+    def on_epoch(epoch, row):
+        print(f"epoch {epoch + 1}/{recipe.epochs}  loss {row['loss']:.3f} (heatmap {row['heatmap']:.3f}, "
+              f"offset {row['offset']:.3f})  lr {row['lr']:.2g}  {row['seconds']:.1f} s", flush=True)
+
+    t0 = time.perf_counter()
+    model, history = train_tracker(frames, keypoints, bodyparts, recipe, seed=args.seed, on_epoch=on_epoch,
+                                   checkpoint_dir=ckpt)
+    t_train = time.perf_counter() - t0
+
+    errors, rows = {}, []
+    for style in sorted(set(styles)):
+        test_seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]
+        tf, tk, _ = build_set(test_seeds, [style] * len(test_seeds), args.test_frames, args.session_frames)
+        result = evaluate_tracker(model, tf, tk, bodyparts)
+        result.pop("per_frame_px")
+        errors[style] = result | {"seeds": test_seeds}
+        rows.append({"test": style, "frames": result["n_frames"], "points": result["n_points"],
+                     "mean_px": result["mean_px"], "median_px": result["median_px"], "p90_px": result["p90_px"]})
+    print_table(rows, ["test", "frames", "points", "mean_px", "median_px", "p90_px"])
+
+    meta = {
+        "name": name,
+        "recipe": recipe.to_dict(),
+        "training_data": {"generator": "jfacemap.synth.make_session", "seeds": [0, args.seeds - 1],
+                          "styles": {"lab1": styles.count("lab1"), "lab2": styles.count("lab2")},
+                          "lab2_seeds": sorted(lab2), "frames_per_seed": args.frames_per_seed,
+                          "session_frames": args.session_frames, "sampling": "one random frame per equal stratum",
+                          "n_frames": int(len(frames)), "size": list(frames.shape[1:])},
+        "test_error_px": errors,
+        "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
+        "trained": {"device": str(jax.devices()[0]), "train_seconds": round(t_train, 1), "seed": args.seed,
+                    "quick": bool(args.quick), **machine_info()},
+    }
+    folder = save_tracker(out, model, bodyparts, meta)
+    print(f"trained in {t_train:.1f} s; saved {folder}")
+    if not args.quick:
+        print(f"results: {write_results('train_base_model', meta)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,236 @@
+"""Trained trackers on disk: self-describing model folders, training checkpoints.
+
+A model folder:
+
+    <dir>/model.json   {"format": "jfacemap-tracker", "version": 1, "bodyparts": [...],
+                        "channels": [...], "n_upsample": 2, "kernel": 3, "in_channels": 1,
+                        ... caller's meta: recipe, training data, measured errors}
+    <dir>/state/       orbax checkpoint of nnx.state(model) (params + BatchNorm statistics)
+
+`load_tracker("base")` resolves a bare name to `<repo>/weights/<name>/`
+(shipped) first, then `<models home>/<name>/` (user models;
+`$JFACEMAP_HOME/models`, default `~/.jfacemap/models`). An original-program
+`.pt`/`.pth` state_dict is loaded through `jfacemap.nets.convert`.
+
+Writes are atomic: the folder is built beside its destination under a
+temporary name and renamed into place, so a reader sees the old model or the
+new one, never half of one.
+
+Training checkpoints (`open_manager`, `save_epoch`, `restore_latest`) use an
+orbax CheckpointManager (its own atomic step folders), one step per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from jfacemap.nets.unet import FacemapUNet
+
+FORMAT = "jfacemap-tracker"
+VERSION = 1
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+_ARCH_KEYS = ("channels", "n_upsample", "kernel", "in_channels")
+
+
+def user_models_dir() -> Path:
+    """Where user models live: $JFACEMAP_HOME/models, default ~/.jfacemap/models."""
+    home = os.environ.get("JFACEMAP_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".jfacemap") / "models"
+
+
+def resolve_model(dir_or_name: str | os.PathLike) -> Path:
+    """A model folder or .pt file from a path or a name.
+
+    A bare name (no path separator) is looked up as a shipped model, then a
+    user model, unless the current folder holds a model folder of that name.
+    """
+    p = Path(dir_or_name).expanduser()
+    name = str(dir_or_name)
+    bare = "/" not in name and os.sep not in name and p.suffix.lower() not in (".pt", ".pth")
+    if p.is_file() or (p / "model.json").is_file() or (p.exists() and not bare):
+        return p
+    if bare:
+        for root in (REPO_WEIGHTS, user_models_dir()):
+            if (root / name / "model.json").is_file():
+                return root / name
+    raise FileNotFoundError(
+        f"no tracker {name!r}: not a model folder or .pt file, nor a model name in {REPO_WEIGHTS} "
+        f"or {user_models_dir()}"
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars / arrays and tuples -> plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_tracker(
+    directory: str | os.PathLike, model: FacemapUNet, bodyparts: Sequence[str], meta: dict | None = None
+) -> Path:
+    """Write `model` with its `bodyparts` and `meta` (recipe, data, errors,
+    any JSON-able dict) to the folder `directory`, replacing it atomically."""
+    final = Path(directory).expanduser().absolute()
+    if len(bodyparts) != model.n_keypoints:
+        raise ValueError(f"{len(bodyparts)} bodyparts for a model with {model.n_keypoints} keypoints")
+    info = {"format": FORMAT, "version": VERSION, "bodyparts": [str(b) for b in bodyparts],
+            "channels": list(model.channels), "n_upsample": model.n_upsample,
+            "kernel": model.kernel, "in_channels": model.in_channels}
+    clash = sorted(set(meta or {}) & set(info))
+    if clash:
+        raise ValueError(f"meta may not set {clash}: they describe the model itself")
+    info |= _jsonable(meta or {})
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(tmp / "state", nnx.state(model))
+            checkpointer.wait_until_finished()
+        # Plain writes are enough inside the temporary folder: the rename below publishes it.
+        (tmp / "model.json").write_text(json.dumps(info, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is ordinary data
+        old = None
+        if final.exists():  # directories cannot be os.replace'd onto: move the old one aside first
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_model_json(directory: str | os.PathLike) -> dict:
+    """The model.json of a model folder (or name), checked."""
+    path = resolve_model(directory) / "model.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read model description ({err})") from None
+    if info.get("format") != FORMAT or "bodyparts" not in info:
+        raise ValueError(f"{path}: not a jfacemap tracker description")
+    return info
+
+
+def load_tracker(
+    dir_or_name: str | os.PathLike, bodyparts: Sequence[str] | None = None
+) -> tuple[FacemapUNet, list[str], dict]:
+    """(model in eval mode, bodyparts, meta) from a model folder, a model
+    name, or an original-program .pt/.pth state_dict.
+
+    For a .pt file, `bodyparts` names its K outputs (default: the Facemap 15
+    when K = 15); for a folder it must agree with model.json if given.
+    meta is model.json (the .pt case: its path and architecture).
+    """
+    path = resolve_model(dir_or_name)
+    if path.is_file():
+        return _load_torch(path, bodyparts)
+    info = read_model_json(path)
+    names = list(info["bodyparts"])
+    if bodyparts is not None and list(bodyparts) != names:
+        raise ValueError(f"{path}: model bodyparts {names} differ from the requested {list(bodyparts)}")
+    arch = {k: (tuple(info[k]) if k == "channels" else int(info[k])) for k in _ARCH_KEYS}
+    abstract = nnx.eval_shape(lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)))
+    graphdef, target = nnx.split(abstract)
+    with ocp.StandardCheckpointer() as checkpointer:
+        state = checkpointer.restore(path / "state", target)
+    model = nnx.merge(graphdef, state)
+    model.eval()
+    return model, names, info
+
+
+def _load_torch(path: Path, bodyparts: Sequence[str] | None) -> tuple[FacemapUNet, list[str], dict]:
+    from jfacemap.io.torch_weights import load_torch_state_dict
+    from jfacemap.nets.convert import unet_from_torch_state_dict
+    from jfacemap.skeleton import FACEMAP_BODYPARTS
+
+    state_dict = load_torch_state_dict(path)
+    model = unet_from_torch_state_dict(state_dict)
+    if bodyparts is None:
+        if model.n_keypoints != len(FACEMAP_BODYPARTS):
+            raise ValueError(f"{path}: {model.n_keypoints} outputs; give the bodyparts they stand for")
+        bodyparts = FACEMAP_BODYPARTS
+    if len(bodyparts) != model.n_keypoints:
+        raise ValueError(f"{path}: {model.n_keypoints} outputs but {len(bodyparts)} bodyparts given")
+    model.eval()
+    meta = {"source": str(path), "channels": list(model.channels), "n_upsample": model.n_upsample}
+    return model, [str(b) for b in bodyparts], meta
+
+
+def list_trackers() -> dict[str, Path]:
+    """name -> folder of every shipped and user model (shipped names win)."""
+    found: dict[str, Path] = {}
+    for root in (REPO_WEIGHTS, user_models_dir()):
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if (d / "model.json").is_file():
+                    found.setdefault(d.name, d)
+    return found
+
+
+# ---------------------------------------------------- training checkpoints ---
+
+
+def open_manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    """An orbax manager for per-epoch training checkpoints (synchronous
+    saves, so a checkpoint is complete when `save_epoch` returns)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(Path(directory).expanduser().absolute(), options=options,
+                                 item_names=("state", "meta"))
+
+
+def save_epoch(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dict) -> None:
+    """Checkpoint after `epoch` (0-based): the training state pytree (params,
+    BatchNorm statistics, optimizer state) and JSON meta (run description,
+    epoch, rng streams)."""
+    meta = _jsonable(meta | {"epoch": int(epoch), "rng": {"seed": meta.get("seed"), "next_epoch": int(epoch) + 1}})
+    manager.save(int(epoch), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     meta=ocp.args.JsonSave(meta)))
+    manager.wait_until_finished()
+
+
+_RUN_KEYS = ("recipe", "bodyparts", "n_frames", "frame_shape", "seed", "bbox")
+
+
+def restore_latest(manager: ocp.CheckpointManager, like: Any, meta: dict) -> tuple[Any, int, dict] | None:
+    """(state shaped like `like`, next epoch, saved meta) from the latest
+    checkpoint, or None when there is none. ValueError when it belongs to another run (a
+    different recipe, skeleton, data size or seed)."""
+    step = manager.latest_step()
+    if step is None:
+        return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                             meta=ocp.args.JsonRestore()))
+    saved = restored.meta
+    wanted = _jsonable({k: meta.get(k) for k in _RUN_KEYS})
+    differ = [k for k in _RUN_KEYS if saved.get(k) != wanted[k]]
+    if differ:
+        raise ValueError(f"{manager.directory}: checkpoint is from another training run "
+                         f"(differs in {', '.join(differ)}); use a new checkpoint folder")
+    # Rebuild with `like`'s tree structure (orbax returns plain tuples for optax's namedtuples).
+    state = jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored.state))
+    return state, int(saved["epoch"]) + 1, saved

@@ -1,0 +1,365 @@
+"""Training and evaluating the keypoint tracker (SPEC 1, Training / Evaluation).
+
+    model, history = train_tracker(images, keypoints, bodyparts, "base")
+    model, history = train_tracker(images, keypoints, bodyparts, "finetune", init_model=base)
+    errors = evaluate_tracker(model, test_images, test_keypoints, bodyparts)
+
+One jitted step does everything on the device: per-frame percentile
+normalisation of the uint8 batch, random augmentation, targets, forward in
+train mode (batch-statistics BatchNorm, sum-10 heatmaps), loss, gradients and
+the optax update. Checkpoints (orbax) are written after every epoch when a
+folder is given, and a new call with the same folder resumes from the latest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jfacemap.nets.unet import DEFAULT_CHANNELS, FacemapUNet, UNetOutput
+from jfacemap.track.augment import AugmentConfig, augment_batch
+from jfacemap.track.decode import SIGMA, HeatmapTargets, heatmap_targets
+from jfacemap.track import model_store as ckpt
+from jfacemap.track.inference import make_predict_fn
+from jfacemap.track.preprocess import normalize_percentile
+
+# ------------------------------------------------------------------- loss ---
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the two loss terms (SPEC: L1 heatmap + 0.5 x offset)."""
+
+    heatmap: float = 1.0
+    offset: float = 0.5
+
+
+def tracker_loss(
+    outputs: UNetOutput, targets: HeatmapTargets, weights: LossWeights = LossWeights()
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Masked tracker loss.
+
+    heatmap term: L1 between (B, G, G, K) heatmaps summed over the grid, per
+    labelled (frame, keypoint); offset term: L1 of the x and y offsets summed
+    over the cells within sigma of the label (`targets.mask`). Both are
+    divided by the number of labelled (frame, keypoint) pairs, so a frame's
+    weight does not depend on how many of its keypoints are labelled.
+    Unlabelled keypoints contribute nothing (no gradient): they are never
+    pushed toward an empty heatmap.
+    Returns (loss, {"heatmap": ..., "offset": ...}) scalars.
+    """
+    valid = targets.valid[:, None, None, :]
+    n_valid = jnp.maximum(jnp.sum(targets.valid), 1)
+    # jnp.where (not a multiply) so a non-finite output on a masked channel cannot leak NaN.
+    heat = jnp.sum(jnp.where(valid, jnp.abs(outputs.heatmap - targets.heatmap), 0.0)) / n_valid
+    off_err = jnp.abs(outputs.offset_x - targets.offset_x) + jnp.abs(outputs.offset_y - targets.offset_y)
+    offset = jnp.sum(jnp.where(targets.mask, off_err, 0.0)) / n_valid
+    loss = weights.heatmap * heat + weights.offset * offset
+    return loss, {"heatmap": heat, "offset": offset}
+
+
+# ---------------------------------------------------------------- recipes ---
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How to train: optimiser, schedule, batch, augmentation, loss.
+
+    lr_tail: ((epochs_before_end, lr_multiplier), ...): the LR drops to
+    lr * multiplier for the last `epochs_before_end` epochs (SPEC: LR/10 for
+    the last 3 + 3, LR/25 for the last 3). Keyed on the end, so it keeps its
+    shape when `epochs` is overridden. optimizer: "adam" or "adamw"
+    (decoupled weight decay, as torch's AdamW).
+    """
+
+    name: str = "base"
+    lr: float = 4e-4
+    epochs: int = 36
+    batch_size: int = 8
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    lr_tail: tuple[tuple[int, float], ...] = ((6, 0.1), (3, 0.04))
+    sigma: float = SIGMA
+    loss: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def replace(self, **overrides) -> "TrainRecipe":
+        """A copy with some fields changed (`RECIPES["base"].replace(epochs=2)`)."""
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (for checkpoints and model.json)."""
+        return dataclasses.asdict(self)
+
+
+RECIPES: dict[str, TrainRecipe] = {
+    "base": TrainRecipe(),
+    "finetune": TrainRecipe(name="finetune", lr=1e-4, weight_decay=1e-3, optimizer="adamw"),
+}
+
+
+def get_recipe(recipe: str | TrainRecipe = "base", **overrides) -> TrainRecipe:
+    """A named preset (or a recipe) with `overrides` applied."""
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        recipe = RECIPES[recipe]
+    return recipe.replace(**overrides) if overrides else recipe
+
+
+def steps_per_epoch(n_frames: int, batch_size: int) -> int:
+    """ceil(N / batch), at least 1 (see `_epoch_batches`)."""
+    return max(1, math.ceil(n_frames / batch_size))
+
+
+def lr_schedule(recipe: TrainRecipe, n_steps_per_epoch: int) -> optax.Schedule:
+    """Piecewise-constant LR on optimizer steps: recipe.lr, then each
+    lr_tail multiplier from epoch (epochs - epochs_before_end) on (clamped
+    at epoch 0: a run shorter than the tail starts on the lowered LR)."""
+    boundaries, previous = {}, 1.0
+    for before_end, mult in sorted(recipe.lr_tail, key=lambda t: -t[0]):
+        step = max(0, recipe.epochs - before_end) * n_steps_per_epoch
+        boundaries[step] = boundaries.get(step, 1.0) * mult / previous
+        previous = mult
+    return optax.piecewise_constant_schedule(recipe.lr, boundaries)
+
+
+def make_optimizer(recipe: TrainRecipe, n_steps_per_epoch: int) -> optax.GradientTransformation:
+    schedule = lr_schedule(recipe, n_steps_per_epoch)
+    if recipe.optimizer == "adam":
+        if recipe.weight_decay:  # torch Adam's L2 penalty: added to the gradient
+            return optax.chain(optax.add_decayed_weights(recipe.weight_decay), optax.adam(schedule))
+        return optax.adam(schedule)
+    if recipe.optimizer == "adamw":
+        return optax.adamw(schedule, weight_decay=recipe.weight_decay)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose adam or adamw")
+
+
+# ------------------------------------------------------------------- step ---
+
+
+class TrainState(NamedTuple):
+    """Everything a step changes: params and BatchNorm statistics (nnx
+    states), optax state."""
+
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+
+
+@functools.lru_cache(maxsize=8)
+def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=None) -> tuple[Callable, Callable]:
+    """(optax transformation, jitted step). step: (TrainState, key, frames
+    (B, H, W) uint8, keypoints (B, K, 2) frame px) -> (TrainState,
+    {"loss", "heatmap", "offset"}). Cached, so repeated trainings of one
+    architecture and recipe (human-in-the-loop rounds) compile once."""
+    tx = make_optimizer(recipe, n_steps_per_epoch)
+
+    def loss_fn(model, images, kp):
+        out = model(images, train=True)  # also updates the BatchNorm statistics in `model`
+        grid = out.heatmap.shape[1]
+        targets = heatmap_targets(kp, grid=grid, sigma=recipe.sigma, stride=images.shape[1] / grid)
+        return tracker_loss(out, targets, recipe.loss)
+
+    # Gradients only for the Params; BatchStats are mutated, not differentiated.
+    grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param), has_aux=True)
+
+    @jax.jit
+    def step(state: TrainState, key, frames, keypoints):
+        x = normalize_percentile(frames)
+        images, kp = augment_batch(key, x, keypoints, recipe.augment, bbox)
+        model = nnx.merge(graphdef, state.params, state.batch_stats)
+        (loss, aux), grads = grad_fn(model, images, kp)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, nnx.state(model, nnx.BatchStat), opt_state), {"loss": loss, **aux}
+
+    return tx, step
+
+
+def _epoch_batches(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
+    """(steps, batch) frame indices for one epoch: a shuffled pass over all
+    N frames. Every batch is full so the step compiles once: the last
+    partial batch is topped up with frames drawn from the rest of the
+    epoch; when N < batch, the single batch holds every frame plus draws
+    with replacement (each copy gets its own augmentation). So with 1-10
+    frames an epoch is still >= 1 optimizer step."""
+    order = rng.permutation(n)
+    steps = steps_per_epoch(n, batch)
+    short = steps * batch - n
+    if short:
+        pool = order[: n - (n % batch)] if n >= batch else order
+        order = np.concatenate([order, rng.choice(pool, short, replace=n < batch or short > len(pool))])
+    return order.reshape(steps, batch)
+
+
+# ------------------------------------------------------------------ train ---
+
+
+def _check_inputs(images, keypoints, bodyparts) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    kp = np.asarray(keypoints, np.float32)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (N, H, W), got shape {images.shape}")
+    if kp.ndim != 3 or kp.shape[2] not in (2, 3) or kp.shape[0] != images.shape[0]:
+        raise ValueError(f"keypoints must be (N={images.shape[0]}, K, 2 or 3), got shape {kp.shape}")
+    if kp.shape[1] != len(bodyparts):
+        raise ValueError(f"keypoints have {kp.shape[1]} keypoints but {len(bodyparts)} bodyparts were given")
+    if len(images) == 0:
+        raise ValueError("no training images")
+    return images, kp[..., :2]
+
+
+def train_tracker(
+    images: np.ndarray,
+    keypoints: np.ndarray,
+    bodyparts: Sequence[str],
+    recipe: str | TrainRecipe = "base",
+    init_model: FacemapUNet | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict], bool | None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    *,
+    bbox: tuple[int, int, int, int] | None = None,
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+    n_upsample: int = 2,
+) -> tuple[FacemapUNet, list[dict]]:
+    """Train (from scratch) or fine-tune (from `init_model`) a tracker.
+
+    Args:
+      images: (N, H, W) uint8 frames of one size (normalised per frame inside).
+      keypoints: (N, K, 2 or 3) x, y[, likelihood] labels in frame pixels;
+        NaN = not labelled (masked out of the loss).
+      bodyparts: K names (checked against K; stored in checkpoints).
+      recipe: a preset name ("base", "finetune") or a `TrainRecipe`.
+      init_model: start from these weights (not modified); None = new
+        network with `channels` / `n_upsample`, initialised from `seed`.
+      seed: shuffling and augmentation (and init) randomness; epoch e uses
+        streams derived from (seed, e), so a resumed run equals an
+        uninterrupted one.
+      on_epoch: called as on_epoch(epoch, stats) after each epoch (after
+        its checkpoint); a truthy return stops training there.
+      checkpoint_dir: save an orbax checkpoint every epoch here, and resume
+        from the latest one if the folder has any.
+      bbox: (x0, x1, y0, y1) crop box the tracker will be used with.
+    Returns:
+      (model in eval mode, history: one dict per epoch, including those of
+      the run a checkpoint resumed, with epoch, loss, heatmap, offset (means
+      over the epoch's steps), lr, steps, seconds).
+    """
+    recipe = get_recipe(recipe)
+    images, kp = _check_inputs(images, keypoints, bodyparts)
+    if init_model is None:
+        init_model = FacemapUNet(len(bodyparts), tuple(channels), n_upsample, rngs=nnx.Rngs(seed))
+    elif init_model.n_keypoints != len(bodyparts):
+        raise ValueError(f"init_model has {init_model.n_keypoints} keypoints, labels have {len(bodyparts)}")
+    graphdef, params, batch_stats = nnx.split(init_model, nnx.Param, nnx.BatchStat)
+    n_steps = steps_per_epoch(len(images), recipe.batch_size)
+    bbox = None if bbox is None else tuple(int(round(v)) for v in bbox)
+    tx, step = make_train_step(graphdef, recipe, n_steps, bbox)
+    state = TrainState(params, batch_stats, tx.init(params))
+
+    meta = {"recipe": recipe.to_dict(), "bodyparts": list(bodyparts), "n_frames": len(images),
+            "frame_shape": list(images.shape[1:]), "seed": int(seed), "bbox": bbox}
+    manager, start, history = None, 0, []
+    if checkpoint_dir is not None:
+        manager = ckpt.open_manager(checkpoint_dir)
+        restored = ckpt.restore_latest(manager, state, meta)
+        if restored is not None:
+            state, start, saved = restored
+            history = list(saved.get("history", []))
+
+    schedule = lr_schedule(recipe, n_steps)
+    try:
+        for epoch in range(start, recipe.epochs):
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([seed, epoch])
+            key = jax.random.fold_in(jax.random.key(seed), epoch)
+            sums: dict[str, jax.Array] = {}
+            for i, idx in enumerate(_epoch_batches(rng, len(images), recipe.batch_size)):
+                idx = np.sort(idx)  # sorted reads are friendlier to memory-mapped arrays
+                state, stats = step(state, jax.random.fold_in(key, i), images[idx], kp[idx])
+                sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
+            row = {"epoch": epoch, **{k: float(v) / n_steps for k, v in sums.items()},
+                   "lr": float(schedule(epoch * n_steps)), "steps": n_steps,
+                   "seconds": time.perf_counter() - t0}
+            history.append(row)
+            if manager is not None:
+                ckpt.save_epoch(manager, epoch, state, meta | {"history": history})
+            if on_epoch is not None and on_epoch(epoch, row):
+                break
+    finally:
+        if manager is not None:
+            manager.close()
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model.eval()
+    return model, history
+
+
+# --------------------------------------------------------------- evaluate ---
+
+
+def evaluate_tracker(
+    model: FacemapUNet,
+    images: np.ndarray | Sequence[np.ndarray],
+    keypoints: np.ndarray,
+    bodyparts: Sequence[str],
+    bbox: Sequence[float] | None = None,
+    batch_size: int = 16,
+) -> dict:
+    """Euclidean error of the model's predictions against labels, in the
+    labels' own (frame) pixels.
+
+    Args:
+      images: (N, H, W) frames, or a list of N (H_i, W_i) frames of mixed
+        sizes (grouped by shape, one compiled predictor per shape).
+      keypoints: (N, K, 2 or 3) labels in frame pixels; NaN = not labelled
+        (not counted).
+      bbox: crop box for every frame (None = whole frame).
+    Returns:
+      dict(mean_px, median_px, p90_px over all labelled points;
+      per_keypoint_px {name: mean px, NaN when never labelled};
+      per_frame_px [mean px per frame, NaN when none labelled];
+      n_frames, n_points).
+    """
+    kp = np.asarray(keypoints, np.float32)[..., :2]
+    if kp.ndim != 3 or kp.shape[1] != len(bodyparts) or len(kp) != len(images):
+        raise ValueError(f"keypoints must be (N={len(images)}, K={len(bodyparts)}, 2 or 3), got {kp.shape}")
+    pred = np.full(kp.shape, np.nan, np.float32)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, frame in enumerate(images):
+        groups.setdefault(tuple(np.shape(frame)), []).append(i)
+    for shape, idx in groups.items():
+        predict = make_predict_fn(model, bbox, shape)
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s : s + batch_size]
+            frames = np.stack([np.asarray(images[i]) for i in chunk])
+            pred[chunk] = np.asarray(predict(frames))[..., :2]
+    err = np.linalg.norm(pred - kp, axis=-1)  # (N, K), NaN where unlabelled
+    labelled = np.isfinite(err)
+    flat = err[labelled]
+    with np.errstate(invalid="ignore"):
+        count_k, count_f = labelled.sum(0), labelled.sum(1)
+        per_k = np.where(count_k > 0, np.nansum(err, 0) / np.maximum(count_k, 1), np.nan)
+        per_f = np.where(count_f > 0, np.nansum(err, 1) / np.maximum(count_f, 1), np.nan)
+    stat = (lambda f: float(f(flat))) if flat.size else (lambda f: float("nan"))
+    return {
+        "mean_px": stat(np.mean),
+        "median_px": stat(np.median),
+        "p90_px": stat(lambda a: np.percentile(a, 90)),
+        "per_keypoint_px": {str(n): float(v) for n, v in zip(bodyparts, per_k)},
+        "per_frame_px": [float(v) for v in per_f],
+        "n_frames": int(len(kp)),
+        "n_points": int(flat.size),
+    }

@@ -1,0 +1,203 @@
+"""Tracker training: loss masking, presets, LR schedule, training, checkpoints, model store, evaluation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jfacemap.nets.unet import FacemapUNet, UNetOutput
+from jfacemap.track import model_store, train
+from jfacemap.track.augment import IDENTITY
+from jfacemap.track.decode import heatmap_targets
+from jfacemap.track.train import (
+    RECIPES,
+    LossWeights,
+    TrainState,
+    evaluate_tracker,
+    get_recipe,
+    lr_schedule,
+    tracker_loss,
+    train_tracker,
+)
+
+SMALL = (8, 8, 16, 16, 16)  # a tiny U-Net: same topology, fast on a CPU
+
+
+def _leaves(model):
+    return jax.tree.leaves(nnx.state(model))
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b)))
+
+
+# ------------------------------------------------------------------- loss ---
+
+
+def test_masked_labels_get_no_loss_and_no_gradient():
+    kp = np.array([[[100.0, 120.0], [np.nan, np.nan], [30.0, 200.0]]], np.float32)
+    targets = heatmap_targets(kp)
+    rng = np.random.default_rng(0)
+    out = UNetOutput(*(jnp.asarray(rng.uniform(0, 1, (1, 64, 64, 3)), jnp.float32) for _ in range(3)))
+
+    grads = jax.grad(lambda o: tracker_loss(o, targets)[0])(out)
+    for g in grads:
+        assert np.all(np.asarray(g)[..., 1] == 0)  # the unlabelled keypoint's channel
+        assert np.any(np.asarray(g)[..., 0] != 0)
+    # Whatever the network says on the unlabelled channel, the loss is the same.
+    changed = UNetOutput(*(o.at[..., 1].set(1e3) for o in out))
+    assert float(tracker_loss(changed, targets)[0]) == pytest.approx(float(tracker_loss(out, targets)[0]))
+    # Perfect outputs: zero loss; normalised per labelled keypoint (2 here).
+    perfect = UNetOutput(targets.heatmap, targets.offset_x, targets.offset_y)
+    assert float(tracker_loss(perfect, targets)[0]) == 0.0
+    loss, parts = tracker_loss(UNetOutput(targets.heatmap + 1e-3, targets.offset_x, targets.offset_y), targets)
+    assert float(parts["heatmap"]) == pytest.approx(64 * 64 * 1e-3, rel=1e-3)
+    assert float(loss) == pytest.approx(LossWeights().heatmap * float(parts["heatmap"]))
+
+
+# ---------------------------------------------------------------- recipes ---
+
+
+def test_presets_have_the_spec_numbers():
+    base, ft = RECIPES["base"], RECIPES["finetune"]
+    assert (base.optimizer, base.batch_size, base.epochs, base.weight_decay, base.lr) == ("adam", 8, 36, 0.0, 4e-4)
+    assert (ft.optimizer, ft.batch_size, ft.epochs, ft.weight_decay, ft.lr) == ("adamw", 8, 36, 1e-3, 1e-4)
+    assert (base.loss.heatmap, base.loss.offset, base.sigma) == (1.0, 0.5, 3.0)
+    aug = base.augment
+    assert (aug.jitter, aug.flip_prob, aug.contrast, aug.brightness, aug.intensity_prob) == (
+        (0.1, 0.3), 0.5, (0.7, 1.3), 0.2, 0.5)
+    assert get_recipe("base", epochs=2).epochs == 2 and RECIPES["base"].epochs == 36
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("nope")
+
+
+@pytest.mark.parametrize("name, lr", [("base", 4e-4), ("finetune", 1e-4)])
+def test_lr_schedule_at_epoch_boundaries(name, lr):
+    spe = 7  # steps per epoch
+    sched = lr_schedule(RECIPES[name], spe)
+    expect = {0: lr, 30 * spe - 1: lr, 30 * spe: lr / 10, 33 * spe - 1: lr / 10, 33 * spe: lr / 25, 36 * spe - 1: lr / 25}
+    for step, value in expect.items():
+        assert float(sched(step)) == pytest.approx(value, rel=1e-6), step
+    # The tail keeps its shape with fewer epochs: LR/10 for 6-3 and LR/25 for the last 3 of 10.
+    short = lr_schedule(RECIPES[name].replace(epochs=10), spe)
+    assert float(short(4 * spe - 1)) == pytest.approx(lr) and float(short(4 * spe)) == pytest.approx(lr / 10)
+    assert float(short(7 * spe)) == pytest.approx(lr / 25)
+
+
+def test_epoch_batches_make_progress_with_few_frames():
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 8, 10, 17):
+        batches = train._epoch_batches(rng, n, 8)
+        assert batches.shape == (max(1, -(-n // 8)), 8)
+        assert set(batches.ravel()) == set(range(n))  # every frame seen each epoch
+
+
+# ------------------------------------------------------- train + resume ---
+
+
+@pytest.fixture(scope="module")
+def data():
+    from jfacemap.synth import make_session
+
+    session = make_session(200, seed=3)
+    frames, kp = session.render(0, 200)
+    idx = [0, 60, 120, 180]
+    return frames[idx], kp[idx], list(session.bodyparts)
+
+
+# Constant LR, no augmentation: a clear loss decrease in few steps.
+FAST = get_recipe("base", epochs=4, batch_size=4, lr=2e-3, lr_tail=(), augment=IDENTITY)
+
+
+def test_training_lowers_the_loss_and_resumes_exactly(data, tmp_path):
+    frames, kp, names = data
+    full, history = train_tracker(frames, kp, names, FAST, channels=SMALL, seed=1)
+    losses = [h["loss"] for h in history]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses
+
+    # Interrupted after epoch 1 (on_epoch returns True), then resumed from the checkpoint.
+    ck = tmp_path / "ck"
+    part, h1 = train_tracker(frames, kp, names, FAST, channels=SMALL, seed=1, checkpoint_dir=ck,
+                             on_epoch=lambda epoch, row: epoch == 1)
+    assert [h["epoch"] for h in h1] == [0, 1]
+
+    # The latest checkpoint holds exactly the interrupted state.
+    _, params, stats = nnx.split(part, nnx.Param, nnx.BatchStat)
+    like = TrainState(params, stats, train.make_optimizer(FAST, 1).init(params))
+    meta = {"recipe": FAST.to_dict(), "bodyparts": names, "n_frames": 4, "frame_shape": [256, 256], "seed": 1,
+            "bbox": None}
+    manager = model_store.open_manager(ck)
+    state, next_epoch, saved = model_store.restore_latest(manager, like, meta)
+    manager.close()
+    assert next_epoch == 2 and [h["epoch"] for h in saved["history"]] == [0, 1]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves((state.params, state.batch_stats)),
+                                                    jax.tree.leaves((params, stats))))
+    assert int(jax.tree.leaves(state.opt_state)[0]) == 2  # optax's step count came back too
+
+    resumed, h2 = train_tracker(frames, kp, names, FAST, channels=SMALL, seed=1, checkpoint_dir=ck)
+    assert [h["epoch"] for h in h2] == [0, 1, 2, 3]  # the resumed run's history included
+    assert _same(resumed, full)
+    assert [h["loss"] for h in h2] == pytest.approx(losses, rel=1e-6)
+    with pytest.raises(ValueError, match="another training run"):
+        train_tracker(frames, kp, names, FAST, channels=SMALL, seed=2, checkpoint_dir=ck)
+
+
+# ------------------------------------------------------------ model store ---
+
+
+def test_model_store_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("JFACEMAP_HOME", str(tmp_path / "home"))
+    model = FacemapUNet(3, SMALL, rngs=nnx.Rngs(5))
+    names = ["a", "b", "c"]
+    folder = model_store.user_models_dir() / "mine"
+    model_store.save_tracker(folder, model, names, {"recipe": RECIPES["finetune"].to_dict(), "errors": {"mean_px": 1.5}})
+    model_store.save_tracker(folder, model, names, {"errors": {"mean_px": 1.0}})  # replaces atomically
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["mine"]  # no leftovers
+    loaded, got_names, meta = model_store.load_tracker("mine")  # by name
+    assert got_names == names and meta["errors"]["mean_px"] == 1.0 and meta["channels"] == list(SMALL)
+    assert _same(loaded, model) and loaded.use_running_average
+    assert "mine" in model_store.list_trackers()
+    with pytest.raises(FileNotFoundError):
+        model_store.load_tracker("not-a-model")
+
+    # An original-program .pt state_dict.
+    from jfacemap.io.torch_weights import save_torch_state_dict
+    from jfacemap.nets.convert import unet_to_torch_state_dict
+
+    pt = save_torch_state_dict(tmp_path / "fm.pt", unet_to_torch_state_dict(model))
+    from_pt, pt_names, _ = model_store.load_tracker(pt, bodyparts=names)
+    assert pt_names == names and _same(from_pt, model)
+    with pytest.raises(ValueError, match="bodyparts"):
+        model_store.load_tracker(pt)  # 3 outputs: the default 15 names do not fit
+
+
+# --------------------------------------------------------------- evaluate ---
+
+
+def test_evaluate_keys_and_zero_error(monkeypatch):
+    rng = np.random.default_rng(0)
+    frames = [np.full((64, 80), i, np.uint8) for i in range(3)] + [np.full((48, 48), 3, np.uint8)]
+    labels = rng.uniform(0, 40, (4, 2, 3)).astype(np.float32)
+    labels[1, 0] = np.nan
+
+    class FakePredict:  # returns the labels of the frames it is given (frame i is filled with i)
+        def __init__(self, model, bbox, shape):
+            self.shape = shape
+
+        def __call__(self, batch):
+            assert batch.shape[1:] == self.shape
+            out = np.nan_to_num(labels[batch[:, 0, 0]], nan=7.0)  # predictions are never NaN
+            return out
+
+    monkeypatch.setattr(train, "make_predict_fn", FakePredict)
+    result = evaluate_tracker(None, frames, labels, ["p", "q"])
+    assert set(result) >= {"mean_px", "median_px", "p90_px", "per_keypoint_px", "n_frames", "n_points"}
+    assert result["mean_px"] == result["median_px"] == result["p90_px"] == 0.0
+    assert result["per_keypoint_px"] == {"p": 0.0, "q": 0.0}
+    assert (result["n_frames"], result["n_points"]) == (4, 7)
+
+    shifted = labels.copy()
+    shifted[..., 0] += 3.0
+    result = evaluate_tracker(None, frames, shifted, ["p", "q"])
+    assert result["mean_px"] == pytest.approx(3.0) and result["per_keypoint_px"]["q"] == pytest.approx(3.0)
