@@ -1,0 +1,244 @@
+"""A faster frames -> keypoints function, numerically equal to `make_predict_fn`.
+
+    from jfacemap.track.fast_inference import make_fast_predict_fn
+    predict = make_fast_predict_fn(model, bbox=None, frame_shape=(H, W))
+    keypoints = predict(frames)  # (B, H, W) uint8 -> (B, K, 3), like make_predict_fn
+
+Same pre-processing, network and decoding as `jfacemap.track.inference`
+(it reuses its pre-processing and decoding functions), with the network
+rewritten for inference; every change is an exact algebraic identity, so
+the outputs differ only by float32 rounding (measured: < 1e-4 px and
+< 1e-6 in likelihood on random weights; see bench/bench_tracker_speed.py):
+
+1. Eval-mode BatchNorm pre-computed as one per-channel scale and shift
+   (gamma / sqrt(var + eps), beta - mean * scale): the network's BN comes
+   BEFORE the ReLU and the conv, so it cannot be folded into conv weights,
+   but the rsqrt work leaves the per-call program.
+2. First unit (BN on the single input channel -> 3x3 conv 1 -> 16): as nine
+   shifted multiply-adds (an elementwise loop XLA fuses), instead of a
+   convolution with one input channel, which the conv libraries run at a
+   few GFLOP/s.
+3. Decoder, nearest x2 upsample -> concat skip -> BN -> ReLU -> 3x3 conv:
+   BN and ReLU act per channel, so they commute with the upsample and the
+   concatenation; the conv splits into (upsampled part) + (skip part). The
+   upsampled part is computed at LOW resolution as four 2x2 "sub-pixel"
+   convolutions (one per output phase, with the 3x3 taps that land on the
+   same low-resolution pixel summed), 16 instead of 36 taps per
+   low-resolution pixel, and the upsampled and concatenated tensors are
+   never built. (~14 % fewer FLOPs for the whole network.)
+4. Encoder 3x3 / stride-2 max-pools as the max of nine strided slices
+   (one fused loop with the BN + ReLU after it) instead of a reduce-window.
+5. The three 1x1 heads as one matmul. Full-frame 256 x 256 input (no crop,
+   pad or resize): the bilinear resize is the identity (weights exactly 1
+   and 0), so it is skipped.
+
+Measured on 2 shared Sapphire Rapids cores, batch 1, one thread (steady):
+43 -> 31 ms per frame (items 3: -4.8 ms, 2: -3 ms, 4: -2.2 ms). XLA:CPU
+options were tried too (`EIGEN_CONV_OPTIONS`: Eigen instead of YNNPACK
+convolutions; oneDNN; XNN graph fusion; 512-bit vectors): Eigen convolutions
+were ~15 % faster on an idle machine but 10-25 % slower whenever another
+process shares the cores, so the default keeps XLA's own choice; pass
+`compiler_options=EIGEN_CONV_OPTIONS` to try it on a dedicated machine.
+
+Nothing here changes training or the weights; `make_predict_fn` remains the
+reference.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jfacemap.nets.unet import FacemapUNet
+from jfacemap.track.decode import SIGMA, decode_heatmaps
+from jfacemap.track.inference import PredictFn
+from jfacemap.track.preprocess import (
+    NET_SIZE,
+    apply_geometry,
+    crop_geometry,
+    keypoints_to_frame,
+    normalize_percentile,
+)
+
+_LIB = "LIBRARY_FUSION_TYPE_"
+# XLA:CPU debug options (jax.jit(compiler_options=...)): overwrite XLA's
+# default YNNPACK fusion list (individual convolutions and dots) with dots
+# only, so that convolutions run on XLA's Eigen kernels. Not the default
+# (see the module docstring).
+EIGEN_CONV_OPTIONS: dict[str, str] = {"xla_cpu_experimental_ynn_fusion_type": _LIB + "INDIVIDUAL_DOT"}
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _bn_affine(norm) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as y = x * scale + shift (float32, numpy)."""
+    mean = np.asarray(norm.mean.get_value(), np.float64)
+    var = np.asarray(norm.var.get_value(), np.float64)
+    gamma = np.asarray(norm.scale.get_value(), np.float64)
+    beta = np.asarray(norm.bias.get_value(), np.float64)
+    scale = gamma / np.sqrt(var + float(norm.epsilon))
+    return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
+
+
+def _unit_params(unit) -> dict:
+    scale, shift = _bn_affine(unit.norm)
+    return {"scale": scale, "shift": shift, "kernel": np.asarray(unit.conv.kernel.get_value(), np.float32)}
+
+
+def _subpixel_kernels(w: np.ndarray) -> list[list[np.ndarray]]:
+    """3x3 HWIO kernel applied after a nearest x2 upsample -> four 2x2
+    kernels on the low-resolution input, [row phase][column phase].
+
+    Output row 2i+a reads upsampled rows 2i+a-1 .. 2i+a+1, i.e. low rows
+    (i-1, i, i) for a = 0 and (i, i, i+1) for a = 1: taps on the same low
+    row are summed. Phase 0 pairs with low rows (i-1, i) (pad 1 before),
+    phase 1 with (i, i+1) (pad 1 after); the same along columns."""
+    w = w.astype(np.float32)
+
+    def fold(k: np.ndarray, axis: int, phase: int) -> np.ndarray:
+        t = [np.take(k, i, axis=axis) for i in range(3)]
+        pair = (t[0], t[1] + t[2]) if phase == 0 else (t[0] + t[1], t[2])
+        return np.stack(pair, axis=axis)
+
+    return [[fold(fold(w, 0, a), 1, b) for b in range(2)] for a in range(2)]
+
+
+def _conv(x: jax.Array, w: jax.Array, padding) -> jax.Array:
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+
+
+def _bn_relu(x: jax.Array, p: dict, relu: bool = True) -> jax.Array:
+    y = x * p["scale"] + p["shift"]
+    return jax.nn.relu(y) if relu else y
+
+
+def _first_unit(x: jax.Array, p: dict) -> jax.Array:
+    """(B, H, W, 1) -> BN (no ReLU) -> 3x3 conv 1 -> C, as nine shifted
+    multiply-adds (zero padding after the BN, as the conv pads)."""
+    y = _bn_relu(x, p, relu=False)[..., 0]
+    h, w = y.shape[1:3]
+    yp = jnp.pad(y, ((0, 0), (1, 1), (1, 1)))
+    k = p["kernel"][:, :, 0, :]  # (3, 3, C)
+    out = None
+    for dy in range(3):
+        for dx in range(3):
+            term = yp[:, dy : dy + h, dx : dx + w, None] * k[dy, dx]
+            out = term if out is None else out + term
+    return out
+
+
+def _max_pool(x: jax.Array) -> jax.Array:
+    """3x3 max-pool, stride 2, pad 1 with -inf (as nnx.max_pool / torch), as
+    the max of nine strided slices: an elementwise loop XLA fuses with the
+    BatchNorm + ReLU that follows (a reduce-window is its own, slower loop)."""
+    _, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    out = None
+    for dy in range(3):
+        for dx in range(3):
+            tap = xp[:, dy : dy + h : 2, dx : dx + w : 2, :]
+            out = tap if out is None else jnp.maximum(out, tap)
+    return out
+
+
+def _up_unit(low: jax.Array, skip: jax.Array, p: dict) -> jax.Array:
+    """conv3x3(relu(bn(concat[upsample2(low), skip]))) without building the
+    upsampled or concatenated tensors."""
+    c_low = low.shape[-1]
+    z = jax.nn.relu(low * p["scale"][:c_low] + p["shift"][:c_low])  # BN/ReLU commute with nearest upsample
+    s = jax.nn.relu(skip * p["scale"][c_low:] + p["shift"][c_low:])
+    pads = ((1, 0), (0, 1))  # phase 0: low pixels (i-1, i); phase 1: (i, i+1)
+    phases = [[_conv(z, p["sub"][a][b], (pads[a], pads[b])) for b in range(2)] for a in range(2)]
+    bsz, h, w, c = phases[0][0].shape
+    # (a, b, B, h, w, C) -> (B, h, a, w, b, C) -> (B, 2h, 2w, C)
+    up = jnp.stack([jnp.stack(row) for row in phases]).transpose(2, 3, 0, 4, 1, 5).reshape(bsz, 2 * h, 2 * w, c)
+    return up + _conv(s, p["kernel_skip"], ((1, 1), (1, 1)))
+
+
+def inference_params(model: FacemapUNet) -> dict:
+    """The model's weights rearranged for `fast_forward` (numpy arrays).
+    Needs a grayscale (in_channels 1), 3x3-kernel model, as the default."""
+    if model.in_channels != 1 or model.kernel != 3:
+        raise ValueError(
+            f"fast inference needs in_channels=1 and kernel=3, got {model.in_channels} and {model.kernel}:"
+            " use jfacemap.track.inference.make_predict_fn"
+        )
+    enc = []
+    for block in model.encoder:
+        enc.append([_unit_params(block.unit0), _unit_params(block.unit1)])
+    dec = []
+    for k, block in enumerate(model.decoder):
+        u0 = _unit_params(block.unit0)
+        c_low = model.channels[-1 - k]  # channels coming from below (upsampled)
+        u0["sub"] = _subpixel_kernels(u0["kernel"][:, :, :c_low])
+        u0["kernel_skip"] = u0.pop("kernel")[:, :, c_low:]
+        dec.append([u0, _unit_params(block.unit1)])
+    names = ("heatmap_head", "offset_x_head", "offset_y_head")
+    heads = (
+        np.concatenate([np.asarray(getattr(model, n).kernel.get_value(), np.float32)[0, 0] for n in names], axis=-1),
+        np.concatenate([np.asarray(getattr(model, n).bias.get_value(), np.float32) for n in names]),
+    )
+    return {"encoder": enc, "decoder": dec, "heads": heads}
+
+
+def fast_forward(params: dict, x: jax.Array):
+    """Eval-mode network: (B, 256, 256, 1) -> (heatmap, offset_x, offset_y),
+    each (B, 64, 64, K), equal to FacemapUNet(x, train=False) up to rounding."""
+    skips = []
+    for k, (u0, u1) in enumerate(params["encoder"]):
+        if k == 0:
+            x = _first_unit(x, u0)
+        else:
+            x = _max_pool(x)
+            x = _conv(_bn_relu(x, u0), u0["kernel"], ((1, 1), (1, 1)))
+        x = _conv(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
+        skips.append(x)
+    for k, (u0, u1) in enumerate(params["decoder"]):
+        x = _up_unit(x, skips[-2 - k], u0)
+        x = _conv(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
+
+    # The three 1x1 heads as one matmul (64 -> 3K channels), then split.
+    w, b = params["heads"]
+    out = jnp.einsum("bhwc,ck->bhwk", x, w) + b  # default precision, as nnx.Conv
+    heatmap, offset_x, offset_y = jnp.split(out, 3, axis=-1)
+    return jax.nn.relu(heatmap), offset_x, offset_y
+
+
+def make_fast_predict_fn(
+    model: FacemapUNet,
+    bbox: Sequence[float] | None,
+    frame_shape: Sequence[int],
+    *,
+    sigma: float = SIGMA,
+    low: float = 1.0,
+    high: float = 99.0,
+    compiler_options: dict | None = None,
+) -> PredictFn:
+    """Drop-in for `jfacemap.track.inference.make_predict_fn` (same
+    arguments and outputs; the model's weights are captured now).
+
+    compiler_options: XLA debug options for the jit (e.g.
+    `EIGEN_CONV_OPTIONS`, CPU only); default none.
+    """
+    expected = tuple(int(n) for n in frame_shape)[-2:]
+    geom = crop_geometry(expected, bbox, NET_SIZE)
+    identity_geometry = (geom.x0, geom.y0, geom.width, geom.height, geom.side) == (0, 0, NET_SIZE, NET_SIZE, NET_SIZE)
+    params = jax.tree_util.tree_map(jnp.asarray, inference_params(model))
+    stride = NET_SIZE / (NET_SIZE // model.downsample)
+
+    def predict(params, frames: jax.Array) -> jax.Array:
+        if frames.ndim != 3 or tuple(frames.shape[1:]) != expected:
+            raise ValueError(f"frames must be (B, {expected[0]}, {expected[1]}), got {tuple(frames.shape)}")
+        x = normalize_percentile(frames, low, high)
+        if not identity_geometry:
+            x = apply_geometry(x, geom)
+        heatmap, offset_x, offset_y = fast_forward(params, x[..., None])
+        kp = decode_heatmaps(heatmap, offset_x, offset_y, sigma=sigma, stride=stride)
+        xy = keypoints_to_frame(kp[..., :2], geom)
+        return jnp.concatenate([xy, kp[..., 2:]], axis=-1)
+
+    return PredictFn(jax.jit(predict, compiler_options=compiler_options or None), params, geom)
