@@ -8,6 +8,7 @@ import sys
 import typer
 
 from jfacemap.cli import demo, info, synth
+from jfacemap.cli import track, train
 
 app = typer.Typer(
     name="jfacemap",
@@ -19,6 +20,10 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("synth")(synth.synth)
 app.command("info")(info.info)
+app.command("track")(track.track)
+app.command("train")(train.train)
+app.command("finetune")(train.finetune)
+app.command("evaluate")(train.evaluate)
 
 
 def main(argv: list[str] | None = None) -> None:

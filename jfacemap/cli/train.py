@@ -1,0 +1,197 @@
+"""`jfacemap train`, `finetune`, `evaluate`: trackers from labelled frames, and their errors.
+
+Training checkpoints every epoch into `MODEL_DIR/checkpoints/`; rerunning the
+same command resumes there. When training ends the finished model replaces
+MODEL_DIR (checkpoints included) in one rename.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from jfacemap.io.atomic import write_text_atomic
+
+LabelsArg = Annotated[Path, typer.Argument(help="Labels: DeepLabCut CSV, or Facemap .h5 (+ --video).")]
+VideoOpt = Annotated[Optional[Path], typer.Option(help="Video whose frames the labels' rows index.")]
+BboxOpt = Annotated[Optional[tuple[int, int, int, int]], typer.Option(
+    help="Crop box X0 X1 Y0 Y1 in the labelled frames' pixels (default: whole frame).")]
+EpochsOpt = Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's, 36).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for shuffling, augmentation, initial weights and --holdout.")]
+HoldoutOpt = Annotated[int, typer.Option(help="Keep N random labelled frames out of training to evaluate on.")]
+TestOpt = Annotated[Optional[Path], typer.Option("--test-labels", help="Labels file to evaluate the trained model on.")]
+TestVideoOpt = Annotated[Optional[Path], typer.Option("--test-video", help="Video for --test-labels given as frame indices.")]
+
+
+def quiet_fork_warning() -> None:
+    """JAX warns on every fork once its threads run; ours are ffmpeg's fork+exec, which is safe."""
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+
+
+def load_model(name_or_dir: str):
+    """load_tracker for a CLI argument: (model, bodyparts, meta).
+
+    A path that exists is made absolute (orbax refuses relative checkpoint
+    paths), and the weights are copied into fresh, uncommitted arrays:
+    orbax returns committed ones, and a jitted training step fed committed
+    params first and its own outputs next compiles twice.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jfacemap.track.model_store import load_tracker
+
+    path = Path(name_or_dir).expanduser()
+    net, names, meta = load_tracker(path.absolute() if path.exists() else name_or_dir)
+    graphdef, state = nnx.split(net)
+    return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state)), names, meta
+
+
+def _print_epoch(total: int):
+    def show(epoch: int, row: dict) -> None:
+        typer.echo(f"epoch {epoch + 1:>3}/{total}  loss {row['loss']:.4f}  heatmap {row['heatmap']:.4f}  "
+                   f"offset {row['offset']:.4f}  lr {row['lr']:.2g}  {row['seconds']:.1f} s", err=True)
+        sys.stderr.flush()
+    return show
+
+
+def _summary(errors: dict, what: str) -> None:
+    typer.echo(f"{what}: mean {errors['mean_px']:.2f} px, median {errors['median_px']:.2f} px "
+               f"over {errors['n_points']} points in {errors['n_frames']} frames")
+
+
+def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, holdout: int,
+         test_labels, test_video, base: str | None = None, channels: str | None = None) -> None:
+    from jfacemap.track.labels import align_bodyparts, load_labelled_frames
+
+    quiet_fork_warning()
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    arch = {}
+    if channels:
+        try:
+            arch["channels"] = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            raise ValueError(f"--channels must be comma-separated integers, got {channels!r}") from None
+    # Labels before JAX and the model: their errors (a missing file or video) come at once.
+    images, keypoints, names, _ = load_labelled_frames(labels, video)
+    if holdout < 0 or holdout >= len(images):
+        raise ValueError(f"{labels}: --holdout must be in [0, {len(images) - 1}] for {len(images)} labelled frames")
+    test = None if test_labels is None else load_labelled_frames(test_labels, test_video, names)
+
+    from jfacemap.track.model_store import save_tracker
+    from jfacemap.track.train import evaluate_tracker, get_recipe, train_tracker
+
+    plan = get_recipe(recipe, **({} if epochs is None else {"epochs": epochs}))
+    init = None
+    if base is not None:
+        init, base_names, _ = load_model(base)
+        keypoints, names = align_bodyparts(keypoints, names, base_names, labels), base_names
+        if test is not None:
+            test = (test[0], align_bodyparts(test[1], test[2], names, test_labels))
+    order = np.random.default_rng(seed).permutation(len(images))
+    held, kept = np.sort(order[:holdout]), np.sort(order[holdout:])
+    checkpoints = out / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        typer.echo(f"resuming from {checkpoints}", err=True)
+    model, history = train_tracker(images[kept], keypoints[kept], names, plan, init_model=init, seed=seed,
+                                   on_epoch=_print_epoch(plan.epochs), checkpoint_dir=checkpoints,
+                                   bbox=bbox, **arch)
+    errors = {}
+    if holdout:
+        errors["holdout"] = evaluate_tracker(model, images[held], keypoints[held], names, bbox)
+        _summary(errors["holdout"], f"holdout ({holdout} frames)")
+    if test is not None:
+        errors["test"] = evaluate_tracker(model, test[0], test[1], names, bbox)
+        _summary(errors["test"], f"test labels {test_labels.name}")
+    meta = {"recipe": plan.to_dict(), "bbox": bbox, "base": base, "history": history,
+            "training": {"labels": str(labels.resolve()), "video": None if video is None else str(video),
+                         "n_frames": int(len(kept)), "holdout": int(holdout), "seed": int(seed),
+                         "frame_shape": list(images.shape[1:])},
+            "errors": {k: {n: v for n, v in e.items() if n != "per_frame_px"} for k, e in errors.items()}}
+    save_tracker(out, model, names, _finite(meta))
+    typer.echo(f"model      {out}")
+
+
+def _finite(value):
+    """NaN/inf -> None, so model.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def train(
+    labels: LabelsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (checkpoints go inside while training).")],
+    video: VideoOpt = None,
+    recipe: Annotated[str, typer.Option(help="Training preset: base or finetune.")] = "base",
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = 0,
+    holdout: HoldoutOpt = 0,
+    test_labels: TestOpt = None,
+    test_video: TestVideoOpt = None,
+    bbox: BboxOpt = None,
+    channels: Annotated[Optional[str], typer.Option(help="Encoder widths, e.g. 16,32,64,128,200 (the default).")] = None,
+) -> None:
+    """Train a tracker from scratch on LABELS; the bodyparts come from the file."""
+    _fit(labels, out, video, bbox, recipe, epochs, seed, holdout, test_labels, test_video, channels=channels)
+
+
+def finetune(
+    labels: LabelsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (checkpoints go inside while training).")],
+    base: Annotated[str, typer.Option(help="Model to start from: a name, a model folder or an original .pt file.")] = "base",
+    video: VideoOpt = None,
+    recipe: Annotated[str, typer.Option(help="Training preset: finetune or base.")] = "finetune",
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = 0,
+    holdout: HoldoutOpt = 0,
+    test_labels: TestOpt = None,
+    test_video: TestVideoOpt = None,
+    bbox: BboxOpt = None,
+) -> None:
+    """Fine-tune the --base tracker on LABELS (bodyparts must be among the base model's)."""
+    _fit(labels, out, video, bbox, recipe, epochs, seed, holdout, test_labels, test_video, base=base)
+
+
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Tracker: a model name, a model folder or an original .pt file.")],
+    labels: LabelsArg,
+    video: VideoOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the errors here as JSON.")] = None,
+    bbox: Annotated[Optional[tuple[int, int, int, int]], typer.Option(
+        help="Crop box X0 X1 Y0 Y1 (default: the model's training box, else the whole frame).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per network call.")] = 16,
+) -> None:
+    """Error of MODEL's predictions against LABELS, in the labels' own pixels."""
+    import json
+
+    from jfacemap.track.labels import align_bodyparts, load_labelled_frames
+
+    quiet_fork_warning()
+    images, keypoints, found, _ = load_labelled_frames(labels, video)
+    from jfacemap.track.train import evaluate_tracker
+
+    net, names, meta = load_model(model)
+    keypoints = align_bodyparts(keypoints, found, names, labels)
+    box = bbox if bbox is not None else meta.get("bbox")
+    errors = evaluate_tracker(net, images, keypoints, names, box, batch_size=batch_size)
+    _summary(errors, "error")
+    width = max(len(n) for n in names)
+    for name, px in errors["per_keypoint_px"].items():
+        typer.echo(f"  {name:<{width}}  {px:7.2f} px")
+    if json_out is not None:
+        doc = {"model": str(model), "labels": str(labels), "bbox": box, **errors}
+        write_text_atomic(json_out, json.dumps(_finite(doc), indent=2) + "\n")
+        typer.echo(f"json       {json_out}")

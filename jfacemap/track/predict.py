@@ -1,0 +1,303 @@
+"""Track whole videos: decode in a background thread, predict in the main one, resume after a stop.
+
+    keypoints = track_video("mouse.mp4", model, bodyparts)   # writes mouse_FacemapPose.h5
+
+Pipeline. A decoder thread reads chunks of `chunk_size` frames (ffmpeg runs
+in its own process) into a queue of depth 1, so at most about three chunks
+of frames exist at once: one being decoded, one waiting, one being tracked.
+The main thread cuts a chunk into batches of `batch_size`, pads the last
+batch with copies of its final frame (a fixed shape compiles once), and
+dispatches every batch before it waits for the previous chunk's results:
+JAX's asynchronous dispatch keeps the device busy while Python stores them.
+
+Resuming. After each chunk its keypoints are appended to `<out>.partial`
+(an h5 file: dataset `keypoints` (n, K, 3) and a `done` frame counter that is
+raised only after the data are flushed). A rerun with the same video file,
+model, bodyparts and bbox starts decoding at frame `done`; a partial from
+another run, or one damaged by a kill in mid-write, is discarded. The final
+file is written atomically and only then is the partial deleted, so readers
+never see half a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import h5py
+import jax
+import numpy as np
+from flax import nnx
+
+from jfacemap.io.keypoints import facemap_pose_path, write_dlc_csv, write_facemap_pose
+from jfacemap.io.video import iter_chunks, video_info
+from jfacemap.nets.unet import FacemapUNet
+from jfacemap.track.inference import PredictFn, make_predict_fn
+
+__all__ = ["track_video", "track_videos", "partial_path", "DEFAULT_CHUNK"]
+
+DEFAULT_CHUNK = 64  # frames per decoded chunk: 20 MB at 640x480; also the resume step
+_END = object()
+
+
+def partial_path(out_path: str | os.PathLike) -> Path:
+    """`<out>.partial`: where unfinished results live (a suffix no `*.h5` glob matches)."""
+    out = Path(out_path)
+    return out.with_name(out.name + ".partial")
+
+
+# ---------------------------------------------------------------- decoding ---
+
+
+class _Decoder:
+    """Chunks of a video from `start` on, decoded in a daemon thread into a bounded queue."""
+
+    def __init__(self, video: Path, chunk_size: int, start: int, depth: int = 1):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(video, chunk_size, start), daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        # Poll so that close() can stop a thread blocked on a full queue.
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _run(self, video: Path, chunk_size: int, start: int) -> None:
+        chunks = iter_chunks(video, chunk_size, start=start)
+        try:
+            for chunk in chunks:
+                if not self._put(chunk):
+                    return
+            self._put(_END)
+        except BaseException as err:  # handed to the main thread, which raises it
+            self._put(err)
+        finally:
+            chunks.close()  # stops ffmpeg when we stop early
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ------------------------------------------------------------ partial file ---
+
+
+def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geometry) -> str:
+    """What a partial result depends on: the video file, the weights, the skeleton, the crop."""
+    st = video.stat()
+    h = hashlib.sha1(json.dumps([str(video.resolve()), st.st_size, st.st_mtime_ns,
+                                 list(map(str, bodyparts)), list(map(int, geometry))]).encode())
+    for leaf in jax.tree.leaves(nnx.state(model)):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+class _Partial:
+    """Append-only h5 of finished keypoints; `done` counts frames safely on disk."""
+
+    def __init__(self, path: Path, fingerprint: str, n_keypoints: int, resume: bool):
+        self.path = path
+        self.file = self._open_existing(fingerprint, n_keypoints) if resume else None
+        if self.file is None:
+            path.unlink(missing_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = h5py.File(path, "w")
+            self.file.attrs["fingerprint"] = fingerprint
+            self.file.attrs["done"] = 0
+            self.file.create_dataset("keypoints", (0, n_keypoints, 3), np.float32,
+                                     maxshape=(None, n_keypoints, 3), chunks=(256, n_keypoints, 3))
+            self.file.flush()
+        self.done = int(self.file.attrs["done"])
+
+    def _open_existing(self, fingerprint: str, n_keypoints: int) -> h5py.File | None:
+        if not self.path.is_file():
+            return None
+        try:
+            f = h5py.File(self.path, "r+")
+        except OSError:  # damaged by a kill in mid-write: start over
+            return None
+        try:
+            ok = (f.attrs.get("fingerprint") == fingerprint and "keypoints" in f
+                  and f["keypoints"].shape[1:] == (n_keypoints, 3)
+                  and 0 <= int(f.attrs["done"]) <= f["keypoints"].shape[0])
+        except (OSError, KeyError, ValueError, TypeError):
+            ok = False
+        if not ok:
+            f.close()
+        return f if ok else None
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.file["keypoints"][: self.done], np.float32)
+
+    def append(self, keypoints: np.ndarray) -> None:
+        data = self.file["keypoints"]
+        data.resize(self.done + len(keypoints), axis=0)
+        data[self.done :] = keypoints
+        self.file.flush()  # the data first, then the counter that vouches for it
+        self.done += len(keypoints)
+        self.file.attrs["done"] = self.done
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+# ---------------------------------------------------------------- tracking ---
+
+
+def _dispatch(predict: PredictFn, chunk: np.ndarray, batch_size: int) -> list[jax.Array]:
+    """Start predictions for every batch of `chunk` (asynchronously); the last is padded."""
+    outs = []
+    for s in range(0, len(chunk), batch_size):
+        batch = chunk[s : s + batch_size]
+        if len(batch) < batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), axis=0)])
+        outs.append(predict(batch))
+    return outs
+
+
+def track_video(
+    video: str | os.PathLike,
+    model: FacemapUNet,
+    bodyparts: Sequence[str],
+    bbox: Sequence[float] | None = None,
+    batch_size: int = 8,
+    chunk_size: int = DEFAULT_CHUNK,
+    out_path: str | os.PathLike | None = None,
+    on_progress: Callable[[int], object] | None = None,
+    resume: bool = True,
+    *,
+    csv_path: str | os.PathLike | None = None,
+    postprocess: Callable[[np.ndarray, float], np.ndarray] | None = None,
+    predictors: dict | None = None,
+) -> np.ndarray:
+    """Track every frame of `video`; write `out_path` (default `<video>_FacemapPose.h5`).
+
+    Args:
+      model, bodyparts: the tracker and the names of its K outputs.
+      bbox: (x0, x1, y0, y1) crop box in frame pixels; None = whole frame.
+      batch_size: frames per network call (results do not depend on it).
+      chunk_size: frames decoded at once; bounds memory and is the unit of resuming.
+      on_progress: called with the number of frames finished, after each
+        chunk is safely in the partial file (and once at the start with the
+        frames a resumed run already had). An exception from it stops the
+        run, leaving the partial file for the next one.
+      resume: continue from `<out>.partial` if it belongs to this video, model
+        and bbox; False starts over.
+      csv_path: also write a DeepLabCut-style CSV (x, y, likelihood per
+        bodypart, frame numbers as index) there.
+      postprocess: fn(keypoints, fps) -> keypoints applied before writing
+        (e.g. outlier filtering).
+      predictors: a dict shared between calls to reuse compiled predictors
+        (keyed by the model object: use a new one after changing its weights).
+    Returns:
+      (T, K, 3) float32 keypoints: x, y in frame pixels, likelihood.
+    Raises:
+      VideoError for an unreadable video, ValueError (naming the video) for a
+      bbox outside its frames.
+    """
+    video = Path(video)
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch size and chunk size must be >= 1, got {batch_size}, {chunk_size}")
+    if len(bodyparts) != model.n_keypoints:
+        raise ValueError(f"{len(bodyparts)} bodyparts for a model with {model.n_keypoints} outputs")
+    info = video_info(video, exact=False)  # fast packet count: for the frame size and fps
+    key = (id(model), (info.height, info.width), None if bbox is None else tuple(bbox))
+    predict = None if predictors is None else predictors.get(key)
+    if predict is None:
+        try:
+            predict = make_predict_fn(model, bbox, (info.height, info.width))
+        except ValueError as err:
+            raise ValueError(f"{video}: {err}") from None
+        if predictors is not None:
+            predictors[key] = predict
+    out = facemap_pose_path(video) if out_path is None else Path(out_path)
+    fingerprint = _fingerprint(video, model, bodyparts, predict.geometry)
+    partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume)
+    try:
+        parts = [partial.read()]
+        if partial.done and on_progress is not None:
+            on_progress(partial.done)
+        decoder = _Decoder(video, chunk_size, partial.done)
+        try:
+            pending: tuple[list, int] | None = None
+            for chunk in decoder:
+                outs = _dispatch(predict, chunk, batch_size)  # queue this chunk first ...
+                if pending is not None:  # ... then wait for the previous one
+                    _finish(partial, parts, pending, on_progress)
+                pending = (outs, len(chunk))
+            if pending is not None:
+                _finish(partial, parts, pending, on_progress)
+        finally:
+            decoder.close()
+        keypoints = np.concatenate(parts)
+    finally:
+        partial.close()
+    if postprocess is not None:
+        keypoints = np.asarray(postprocess(keypoints, info.fps), np.float32)
+    write_facemap_pose(out, keypoints, bodyparts)
+    if csv_path is not None:
+        write_dlc_csv(csv_path, keypoints, list(bodyparts), scorer="jfacemap", with_likelihood=True)
+    partial.path.unlink(missing_ok=True)
+    return keypoints
+
+
+def _finish(partial: _Partial, parts: list, pending: tuple[list, int], on_progress) -> None:
+    outs, n = pending
+    result = np.concatenate([np.asarray(o) for o in outs])[:n].astype(np.float32)
+    partial.append(result)
+    parts.append(result)
+    if on_progress is not None:
+        on_progress(len(result))
+
+
+def track_videos(
+    videos: Sequence[str | os.PathLike],
+    model: FacemapUNet,
+    bodyparts: Sequence[str],
+    out_dir: str | os.PathLike | None = None,
+    csv: bool = False,
+    **kwargs,
+) -> list[Path]:
+    """Track several videos, reusing compiled predictors; returns the pose files.
+
+    Outputs go beside each video, or to `out_dir` (named `<stem>_FacemapPose.h5`);
+    `csv=True` adds `<stem>_FacemapPose.csv`. `kwargs` go to `track_video`.
+    """
+    predictors = kwargs.pop("predictors", None)
+    predictors = {} if predictors is None else predictors
+    written = []
+    for video in videos:
+        out = output_path(video, out_dir)
+        track_video(video, model, bodyparts, out_path=out, predictors=predictors,
+                    csv_path=out.with_suffix(".csv") if csv else None, **kwargs)
+        written.append(out)
+    return written
+
+
+def output_path(video: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+    """`<stem>_FacemapPose.h5` beside the video, or in `out_dir`."""
+    out = facemap_pose_path(video)
+    return out if out_dir is None else Path(out_dir) / out.name
