@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -28,6 +29,8 @@ app.command("evaluate")(train.evaluate)
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line (`JFACEMAP_DEBUG=1` for the traceback)."""
+    # JAX warns on every fork once its threads run; ours are ffmpeg's fork+exec, which is safe.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     try:
         app(args=argv, prog_name="jfacemap")
     except (ValueError, OSError) as error:

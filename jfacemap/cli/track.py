@@ -43,11 +43,10 @@ def track(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its .partial file.")] = True,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
-    from jfacemap.cli.train import load_model, quiet_fork_warning
+    from jfacemap.cli.train import load_model
     from jfacemap.track.predict import output_path, partial_path, track_video
     from jfacemap.track.preprocess import crop_geometry
 
-    quiet_fork_warning()
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
     if out is not None and out.exists() and not out.is_dir():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,29 +28,11 @@ TestOpt = Annotated[Optional[Path], typer.Option("--test-labels", help="Labels f
 TestVideoOpt = Annotated[Optional[Path], typer.Option("--test-video", help="Video for --test-labels given as frame indices.")]
 
 
-def quiet_fork_warning() -> None:
-    """JAX warns on every fork once its threads run; ours are ffmpeg's fork+exec, which is safe."""
-    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-
-
 def load_model(name_or_dir: str):
-    """load_tracker for a CLI argument: (model, bodyparts, meta).
-
-    A path that exists is made absolute (orbax refuses relative checkpoint
-    paths), and the weights are copied into fresh, uncommitted arrays:
-    orbax returns committed ones, and a jitted training step fed committed
-    params first and its own outputs next compiles twice.
-    """
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
+    """load_tracker for a CLI argument: (model, bodyparts, meta)."""
     from jfacemap.track.model_store import load_tracker
 
-    path = Path(name_or_dir).expanduser()
-    net, names, meta = load_tracker(path.absolute() if path.exists() else name_or_dir)
-    graphdef, state = nnx.split(net)
-    return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state)), names, meta
+    return load_tracker(name_or_dir)
 
 
 def _print_epoch(total: int):
@@ -71,7 +52,6 @@ def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, h
          test_labels, test_video, base: str | None = None, channels: str | None = None) -> None:
     from jfacemap.track.labels import align_bodyparts, load_labelled_frames
 
-    quiet_fork_warning()
     if epochs is not None and epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
     arch = {}
@@ -179,7 +159,6 @@ def evaluate(
 
     from jfacemap.track.labels import align_bodyparts, load_labelled_frames
 
-    quiet_fork_warning()
     images, keypoints, found, _ = load_labelled_frames(labels, video)
     from jfacemap.track.train import evaluate_tracker
 

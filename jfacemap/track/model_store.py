@@ -30,15 +30,26 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from jfacemap.nets.unet import FacemapUNet
 
+def _shipped_weights_dir() -> Path:
+    """The repo's weights/ folder, installed as the package `jfacemap.weights`."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("jfacemap.weights")))
+    except (ImportError, TypeError):  # running from a checkout that was never installed
+        return Path(__file__).resolve().parents[2] / "weights"
+
+
 FORMAT = "jfacemap-tracker"
 VERSION = 1
-REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+REPO_WEIGHTS = _shipped_weights_dir()
 _ARCH_KEYS = ("channels", "n_upsample", "kernel", "in_channels")
 
 
@@ -58,7 +69,7 @@ def resolve_model(dir_or_name: str | os.PathLike) -> Path:
     name = str(dir_or_name)
     bare = "/" not in name and os.sep not in name and p.suffix.lower() not in (".pt", ".pth")
     if p.is_file() or (p / "model.json").is_file() or (p.exists() and not bare):
-        return p
+        return p.absolute()  # orbax refuses relative checkpoint paths
     if bare:
         for root in (REPO_WEIGHTS, user_models_dir()):
             if (root / name / "model.json").is_file():
@@ -157,6 +168,9 @@ def load_tracker(
     graphdef, target = nnx.split(abstract)
     with ocp.StandardCheckpointer() as checkpointer:
         state = checkpointer.restore(path / "state", target)
+    # orbax returns committed arrays; a jitted step fed those first and its own
+    # outputs next would compile twice, so hand back plain fresh copies.
+    state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state)
     model = nnx.merge(graphdef, state)
     model.eval()
     return model, names, info
