@@ -119,6 +119,19 @@ def test_track_errors_are_one_line(project, tmp_path):
     assert "clip.mkv" in line and "outside" in line
 
 
+def test_track_never_overwrites_synth_ground_truth(project, tmp_path):
+    video = tmp_path / "mouse.mp4"
+    assert run_cli("synth", video, "--frames", 6, "--size", 64).returncode == 0
+    truth = tmp_path / "mouse_FacemapPose.h5"
+    before = truth.read_bytes()
+    line = one_line_error(run_cli("track", video, "--model", project["model"]))
+    assert "ground truth" in line and "--out" in line
+    assert truth.read_bytes() == before
+    # into another folder it tracks as usual
+    assert run_cli("track", video, "--model", project["model"], "--out", tmp_path / "tracked").returncode == 0
+    assert (tmp_path / "tracked" / "mouse_FacemapPose.h5").exists()
+
+
 # ------------------------------------------------------ labels, in-process ---
 
 

@@ -44,7 +44,7 @@ def track(
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.cli.train import load_model
-    from jfacemap.track.predict import output_path, partial_path, track_video
+    from jfacemap.track.predict import output_path, partial_path, refuse_to_overwrite_ground_truth, track_video
     from jfacemap.track.preprocess import crop_geometry
 
     if batch_size < 1 or chunk_size < 1:
@@ -53,6 +53,8 @@ def track(
         raise ValueError(f"{out}: --out must be a folder")
     # Check every video first (cheap): a bad last one should not fail after hours of tracking.
     infos = [video_info(video, exact=False) for video in videos]
+    for video in videos:  # fail before any work, not after the first video
+        refuse_to_overwrite_ground_truth(output_path(video, out))
     net, bodyparts, meta = load_model(model)
     box = bbox if bbox is not None else meta.get("bbox")
     for video, info in zip(videos, infos):

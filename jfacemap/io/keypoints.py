@@ -58,12 +58,13 @@ def facemap_pose_path(video_path: str | os.PathLike) -> Path:
 
 
 def write_facemap_pose(
-    path: str | os.PathLike, keypoints: np.ndarray, bodyparts: Sequence[str]
+    path: str | os.PathLike, keypoints: np.ndarray, bodyparts: Sequence[str], source: str | None = None
 ) -> Path:
     """Write (T, K, 3) keypoints as h5 groups `Facemap/<bodypart>/{x, y, likelihood}`, atomically.
 
     Each dataset is float32 (T,). The group's `bodyparts` attribute records the
-    order, which h5 itself does not keep (it lists groups alphabetically).
+    order, which h5 itself does not keep (it lists groups alphabetically);
+    `source` (e.g. GROUND_TRUTH) says where the keypoints came from.
     """
     bodyparts = [str(b) for b in bodyparts]
     kp = _check_keypoints(keypoints, bodyparts, path).astype(np.float32)
@@ -73,11 +74,26 @@ def write_facemap_pose(
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group(_GROUP)
         group.attrs["bodyparts"] = np.array(bodyparts, dtype=h5py.string_dtype())
+        if source is not None:
+            group.attrs["source"] = source
         for k, name in enumerate(bodyparts):
             part = group.create_group(name)
             for c, coord in enumerate(("x", "y", "likelihood")):
                 part.create_dataset(coord, data=kp[:, k, c])
     return Path(path)
+
+
+GROUND_TRUTH = "ground truth (jfacemap synth)"
+
+
+def read_pose_source(path: str | os.PathLike) -> str | None:
+    """The `source` a Facemap pose file was written with, or None (also for unreadable files)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f[_GROUP].attrs.get("source") if _GROUP in f else None
+    except OSError:
+        return None
+    return None if value is None else str(value)
 
 
 def _default_order(names: Sequence[str]) -> list[str]:

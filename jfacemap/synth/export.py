@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from jfacemap.io.atomic import atomic_path
-from jfacemap.io.keypoints import facemap_pose_path, write_facemap_pose
+from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, write_facemap_pose
 from jfacemap.io.video import VideoWriter
 from jfacemap.synth.session import make_session
 
@@ -69,7 +69,7 @@ def save_synthetic_session(
             if on_progress is not None:
                 on_progress(len(frames))
     pose = facemap_pose_path(video_path)
-    write_facemap_pose(pose, keypoints, session.bodyparts)
+    write_facemap_pose(pose, keypoints, session.bodyparts, source=GROUND_TRUTH)
     latents_file = latents_path(video_path)
     meta = {
         "seed": seed,

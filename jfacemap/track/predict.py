@@ -34,7 +34,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jfacemap.io.keypoints import facemap_pose_path, write_dlc_csv, write_facemap_pose
+from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, read_pose_source, write_dlc_csv, write_facemap_pose
 from jfacemap.io.video import iter_chunks, video_info
 from jfacemap.nets.unet import FacemapUNet
 from jfacemap.track.inference import PredictFn, make_predict_fn
@@ -43,6 +43,14 @@ __all__ = ["track_video", "track_videos", "partial_path", "DEFAULT_CHUNK"]
 
 DEFAULT_CHUNK = 64  # frames per decoded chunk: 20 MB at 640x480; also the resume step
 _END = object()
+
+
+def refuse_to_overwrite_ground_truth(out: Path) -> None:
+    """`jfacemap synth` writes ground truth under the name tracking writes to: never replace it."""
+    if out.exists() and read_pose_source(out) == GROUND_TRUTH:
+        raise ValueError(
+            f"{out}: holds the ground truth written by `jfacemap synth`; track into another folder (--out DIR)"
+        )
 
 
 def partial_path(out_path: str | os.PathLike) -> Path:
@@ -223,6 +231,8 @@ def track_video(
         raise ValueError(f"batch size and chunk size must be >= 1, got {batch_size}, {chunk_size}")
     if len(bodyparts) != model.n_keypoints:
         raise ValueError(f"{len(bodyparts)} bodyparts for a model with {model.n_keypoints} outputs")
+    out = facemap_pose_path(video) if out_path is None else Path(out_path)
+    refuse_to_overwrite_ground_truth(out)
     info = video_info(video, exact=False)  # fast packet count: for the frame size and fps
     key = (id(model), (info.height, info.width), None if bbox is None else tuple(bbox))
     predict = None if predictors is None else predictors.get(key)
@@ -233,7 +243,6 @@ def track_video(
             raise ValueError(f"{video}: {err}") from None
         if predictors is not None:
             predictors[key] = predict
-    out = facemap_pose_path(video) if out_path is None else Path(out_path)
     fingerprint = _fingerprint(video, model, bodyparts, predict.geometry)
     partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume)
     try:
