@@ -13,7 +13,7 @@ host memory (x, y in frame pixels and likelihood):
   numpy uint8 array (host -> device copy, per-frame percentile
   normalisation, network, argmax + offset decoding, map back: one XLA
   program), `block_until_ready`, then `np.asarray` of the (B, 15, 3) result.
-  Also `jfacemap-fast`: `jfacemap.track.fast_inference.make_fast_predict_fn`,
+  Also `jfacemap-fast`: `make_predict_fn(..., fast=True)` (jfacemap/track/fast_inference.py),
   the same function with an inference-rewritten network (--no-fast to skip).
 - original (facemap 1.0.8, PyTorch, in its own venv, see bench/peers.py):
   what `Pose.predict_landmarks` times per batch, calling its own functions:
@@ -281,11 +281,10 @@ def main(argv=None) -> None:
     model = unet_from_torch_state_dict(load_torch_state_dict(args.weights)) if args.weights else random_model()
     frames = synthetic_frames(max(args.batch_sizes))
 
-    programs: dict = {"jfacemap": make_predict_fn(model, None, (SIZE, SIZE))}
+    # "jfacemap" runs the Flax module itself; "jfacemap-fast" its inference rewrite (the default in tracking).
+    programs: dict = {"jfacemap": make_predict_fn(model, None, (SIZE, SIZE), fast=False)}
     if not args.no_fast:
-        from jfacemap.track.fast_inference import make_fast_predict_fn
-
-        programs["jfacemap-fast"] = make_fast_predict_fn(model, None, (SIZE, SIZE))
+        programs["jfacemap-fast"] = make_predict_fn(model, None, (SIZE, SIZE), fast=True)
 
     def jf_call(fn, batch):
         out = fn(batch)
@@ -456,7 +455,7 @@ def main(argv=None) -> None:
             "alternating": True,
             "weights": str(args.weights) if args.weights else "random (randomised BatchNorm statistics)",
             "jfacemap": "make_predict_fn(model, None, (256, 256)) on host uint8 frames; block_until_ready + np.asarray",
-            "jfacemap-fast": None if args.no_fast else "jfacemap.track.fast_inference.make_fast_predict_fn, same call",
+            "jfacemap-fast": None if args.no_fast else "make_predict_fn(..., fast=True)",
             "original": None
             if args.no_original
             else "facemap 1.0.8: transforms.preprocess_img + pose_helper_functions.predict + "

@@ -1,12 +1,8 @@
-"""A faster frames -> keypoints function, numerically equal to `make_predict_fn`.
+"""The tracker network rewritten for inference: `fast_forward(inference_params(model), x)`.
 
-    from jfacemap.track.fast_inference import make_fast_predict_fn
-    predict = make_fast_predict_fn(model, bbox=None, frame_shape=(H, W))
-    keypoints = predict(frames)  # (B, H, W) uint8 -> (B, K, 3), like make_predict_fn
-
-Same pre-processing, network and decoding as `jfacemap.track.inference`
-(it reuses its pre-processing and decoding functions), with the network
-rewritten for inference; every change is an exact algebraic identity, so
+`jfacemap.track.inference.make_predict_fn` uses it by default (`fast=False`
+runs the Flax module itself, the reference). Every change is an exact
+algebraic identity, so
 the outputs differ only by float32 rounding (measured: < 1e-4 px and
 < 1e-6 in likelihood on random weights; see bench/bench_tracker_speed.py):
 
@@ -28,9 +24,7 @@ the outputs differ only by float32 rounding (measured: < 1e-4 px and
    never built. (~14 % fewer FLOPs for the whole network.)
 4. Encoder 3x3 / stride-2 max-pools as the max of nine strided slices
    (one fused loop with the BN + ReLU after it) instead of a reduce-window.
-5. The three 1x1 heads as one matmul. Full-frame 256 x 256 input (no crop,
-   pad or resize): the bilinear resize is the identity (weights exactly 1
-   and 0), so it is skipped.
+5. The three 1x1 heads as one matmul.
 
 Measured on 2 shared Sapphire Rapids cores, batch 1, one thread (steady):
 43 -> 31 ms per frame (items 3: -4.8 ms, 2: -3 ms, 4: -2.2 ms). XLA:CPU
@@ -40,13 +34,10 @@ were ~15 % faster on an idle machine but 10-25 % slower whenever another
 process shares the cores, so the default keeps XLA's own choice; pass
 `compiler_options=EIGEN_CONV_OPTIONS` to try it on a dedicated machine.
 
-Nothing here changes training or the weights; `make_predict_fn` remains the
-reference.
+Nothing here changes training or the weights.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,15 +45,6 @@ import numpy as np
 from jax import lax
 
 from jfacemap.nets.unet import FacemapUNet
-from jfacemap.track.decode import SIGMA, decode_heatmaps
-from jfacemap.track.inference import PredictFn
-from jfacemap.track.preprocess import (
-    NET_SIZE,
-    apply_geometry,
-    crop_geometry,
-    keypoints_to_frame,
-    normalize_percentile,
-)
 
 _LIB = "LIBRARY_FUSION_TYPE_"
 # XLA:CPU debug options (jax.jit(compiler_options=...)): overwrite XLA's
@@ -206,39 +188,3 @@ def fast_forward(params: dict, x: jax.Array):
     out = jnp.einsum("bhwc,ck->bhwk", x, w) + b  # default precision, as nnx.Conv
     heatmap, offset_x, offset_y = jnp.split(out, 3, axis=-1)
     return jax.nn.relu(heatmap), offset_x, offset_y
-
-
-def make_fast_predict_fn(
-    model: FacemapUNet,
-    bbox: Sequence[float] | None,
-    frame_shape: Sequence[int],
-    *,
-    sigma: float = SIGMA,
-    low: float = 1.0,
-    high: float = 99.0,
-    compiler_options: dict | None = None,
-) -> PredictFn:
-    """Drop-in for `jfacemap.track.inference.make_predict_fn` (same
-    arguments and outputs; the model's weights are captured now).
-
-    compiler_options: XLA debug options for the jit (e.g.
-    `EIGEN_CONV_OPTIONS`, CPU only); default none.
-    """
-    expected = tuple(int(n) for n in frame_shape)[-2:]
-    geom = crop_geometry(expected, bbox, NET_SIZE)
-    identity_geometry = (geom.x0, geom.y0, geom.width, geom.height, geom.side) == (0, 0, NET_SIZE, NET_SIZE, NET_SIZE)
-    params = jax.tree_util.tree_map(jnp.asarray, inference_params(model))
-    stride = NET_SIZE / (NET_SIZE // model.downsample)
-
-    def predict(params, frames: jax.Array) -> jax.Array:
-        if frames.ndim != 3 or tuple(frames.shape[1:]) != expected:
-            raise ValueError(f"frames must be (B, {expected[0]}, {expected[1]}), got {tuple(frames.shape)}")
-        x = normalize_percentile(frames, low, high)
-        if not identity_geometry:
-            x = apply_geometry(x, geom)
-        heatmap, offset_x, offset_y = fast_forward(params, x[..., None])
-        kp = decode_heatmaps(heatmap, offset_x, offset_y, sigma=sigma, stride=stride)
-        xy = keypoints_to_frame(kp[..., :2], geom)
-        return jnp.concatenate([xy, kp[..., 2:]], axis=-1)
-
-    return PredictFn(jax.jit(predict, compiler_options=compiler_options or None), params, geom)
