@@ -110,3 +110,31 @@ def test_info_reports_every_bad_file_and_keeps_going(tmp_path):
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 2 and "bad.mp4" in errors[0] and "gone.avi" in errors[1]
     assert result.stdout.splitlines()[1].split()[0] == "7"
+
+
+@pytest.mark.parametrize(
+    "option, value, needle", [("--fps", "0", "--fps"), ("--seed", "-1", "--seed"), ("--size", "8", "--size")]
+)
+def test_synth_rejects_impossible_options_before_any_work(tmp_path, option, value, needle):
+    result = run_cli("synth", str(tmp_path / "x.mp4"), "--frames", "3", option, value)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no progress bar
+    assert needle in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_synth_keeps_the_old_session_whole(tmp_path, monkeypatch):
+    from jfacemap.io.video import VideoWriter
+    from jfacemap.synth.export import save_synthetic_session
+
+    video = tmp_path / "s.mp4"
+    save_synthetic_session(video, n_frames=5, seed=1, size=64)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def boom(self, frames):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VideoWriter, "write", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_synthetic_session(video, n_frames=5, seed=2, size=64)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

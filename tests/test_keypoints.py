@@ -268,3 +268,13 @@ def test_validate_bodyparts(tmp_path):
     assert one_line_naming(err, tmp_path / "a.csv")
     assert "'tail'" in str(err.value) and "'ear'" in str(err.value)
     assert "'eye(top)'" not in str(err.value).split(";")[0]
+
+
+def test_non_utf8_csv_is_read(tmp_path):
+    from jfacemap.io.keypoints import read_dlc_csv
+
+    text = "scorer,caf\xe9,caf\xe9\nbodyparts,nose,nose\ncoords,x,y\nimg0.png,1.5,2.5\n"
+    path = tmp_path / "labels.csv"
+    path.write_bytes(text.encode("latin-1"))
+    table = read_dlc_csv(path)
+    assert table.scorer == "caf\xe9" and table.keypoints[0, 0, :2].tolist() == [1.5, 2.5]

@@ -143,3 +143,12 @@ def test_bbox_outside_the_frame_is_a_clear_error(clip, tmp_path):
     with pytest.raises(ValueError, match="bodyparts"):
         track_video(video, model, names[:3], out_path=tmp_path / "o.h5")
     assert not any(tmp_path.iterdir())
+
+
+def test_two_videos_with_one_name_into_one_folder_are_refused(tmp_path):
+    from jfacemap.track.predict import output_paths
+
+    a, b = tmp_path / "day1" / "cam.mp4", tmp_path / "day2" / "cam.mp4"
+    with pytest.raises(ValueError, match="would both write"):
+        output_paths([a, b], tmp_path / "out")
+    assert [p.parent.name for p in output_paths([a, b])] == ["day1", "day2"]

@@ -21,7 +21,7 @@ from jfacemap.io.keypoints import read_facemap_pose
 from jfacemap.io.video import iter_chunks, read_frames, video_info
 from jfacemap.synth.contact_sheet import save_contact_sheet
 from jfacemap.synth.export import SessionFiles, save_synthetic_session
-from jfacemap.synth.session import make_session
+from jfacemap.synth.session import SyntheticSession, make_session
 
 
 @dataclass
@@ -30,6 +30,7 @@ class DemoContext:
 
     out: Path
     files: SessionFiles
+    session: SyntheticSession
     n_frames: int
     seed: int
     fps: float
@@ -53,8 +54,8 @@ def stage_session(report: Report, ctx: DemoContext) -> None:
     if have_matplotlib():
         from jfacemap.figures.session import plot_keypoint_traces, plot_latents
 
-        latents = dict(np.load(ctx.files.latents))
-        latents.pop("meta", None)
+        with np.load(ctx.files.latents) as saved:
+            latents = {name: saved[name] for name in saved.files if name != "meta"}
         report.figure(plot_latents(latents, ctx.fps, ctx.out / "behavior_latents.png"))
         report.figure(plot_keypoint_traces(keypoints, bodyparts, ctx.fps, ctx.out / "keypoint_traces.png"))
     else:
@@ -65,7 +66,7 @@ def stage_session(report: Report, ctx: DemoContext) -> None:
 def stage_video_io(report: Report, ctx: DemoContext) -> None:
     """Decode the video back: frame count, decode speed, and loss against the rendered frames."""
     meta = video_info(ctx.files.video)
-    session = make_session(ctx.n_frames, seed=ctx.seed, fps=ctx.fps)
+    session = ctx.session
     start = time.perf_counter()
     decoded = sum(len(chunk) for chunk in iter_chunks(ctx.files.video, chunk_size=250))
     decode_seconds = time.perf_counter() - start
@@ -89,12 +90,55 @@ def stage_video_io(report: Report, ctx: DemoContext) -> None:
     report.section("Video round trip", lines, numbers)
 
 
-STAGES = [stage_session, stage_video_io]
+def stage_tracking(report: Report, ctx: DemoContext) -> None:
+    """Track the session with the shipped tracker and score it against the ground truth."""
+    from jfacemap.track.model_store import DEFAULT_MODEL, list_trackers, load_tracker
+    from jfacemap.track.predict import track_video
+
+    if DEFAULT_MODEL not in list_trackers():
+        report.section("Tracking", [f"skipped: no shipped tracker named {DEFAULT_MODEL!r} in weights/"])
+        return
+    model, bodyparts, meta = load_tracker(DEFAULT_MODEL)
+    truth, truth_names = read_facemap_pose(ctx.files.keypoints)
+    start = time.perf_counter()
+    with progress_bar(ctx.n_frames, f"tracking with {DEFAULT_MODEL!r}") as advance:
+        tracked = track_video(ctx.files.video, model, bodyparts, out_path=ctx.out / "tracked" / "session_FacemapPose.h5",
+                              on_progress=advance)
+    seconds = time.perf_counter() - start
+    columns = [bodyparts.index(name) for name in truth_names]
+    errors = np.linalg.norm(tracked[:, columns, :2] - truth[..., :2], axis=-1)  # NaN where not visible
+    per_keypoint = {name: float(np.nanmean(errors[:, k])) for k, name in enumerate(truth_names)
+                    if np.isfinite(errors[:, k]).any()}
+    numbers = {
+        "model": DEFAULT_MODEL,
+        "mean_px": float(np.nanmean(errors)),
+        "median_px": float(np.nanmedian(errors)),
+        "p90_px": float(np.nanpercentile(errors, 90)),
+        "per_keypoint_px": per_keypoint,
+        "frames_per_s": ctx.n_frames / seconds,
+    }
+    lines = [
+        f"model {DEFAULT_MODEL!r}: {meta.get('description', 'shipped tracker')}",
+        f"tracked {ctx.n_frames} frames at {numbers['frames_per_s']:.1f} frames/s (decode + network, this machine)",
+        f"error vs ground truth: mean {numbers['mean_px']:.2f} px, median {numbers['median_px']:.2f} px, "
+        f"90th percentile {numbers['p90_px']:.2f} px (256 x 256 frames)",
+        *[f"  {name:<14} {px:6.2f} px" for name, px in per_keypoint.items()],
+    ]
+    if have_matplotlib():
+        from jfacemap.figures.session import plot_error_percentiles, plot_keypoint_traces
+
+        report.figure(plot_keypoint_traces(tracked[:, columns], truth_names, ctx.fps,
+                                           ctx.out / "tracked_traces.png", reference=truth))
+        report.figure(plot_error_percentiles(errors, truth_names, ctx.out / "tracking_error.png"))
+    report.section("Tracking", lines, numbers)
+
+
+STAGES = [stage_session, stage_video_io, stage_tracking]
 
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the session, figures and report.")] = Path("jfacemap-demo"),
-    frames: Annotated[int, typer.Option(help="Length of the synthetic session in frames (50 per second).")] = 1000,
+    frames: Annotated[int, typer.Option(help="Length of the synthetic session in frames (at 50 Hz).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic mouse and its behaviour.")] = 0,
 ) -> None:
     """Run every stage on a synthetic session and write a report (report.txt, summary.json, PNG figures)."""
@@ -102,7 +146,8 @@ def demo(
     fps = 50.0
     with progress_bar(frames, "rendering synthetic session") as advance:
         files = save_synthetic_session(out / "session.mp4", n_frames=frames, seed=seed, fps=fps, on_progress=advance)
-    ctx = DemoContext(out=out, files=files, n_frames=frames, seed=seed, fps=fps)
+    session = make_session(frames, seed=seed, fps=fps)  # the same one the files hold; renders lazily
+    ctx = DemoContext(out=out, files=files, session=session, n_frames=frames, seed=seed, fps=fps)
     report = Report(out)
     for stage in STAGES:
         stage(report, ctx)

@@ -10,21 +10,19 @@ import typer
 from jfacemap.cli.progress import progress_bar
 from jfacemap.synth.export import save_synthetic_session
 from jfacemap.synth.face import STYLES
+from jfacemap.synth.session import check_session_args
 
 
 def synth(
     out: Annotated[Path, typer.Argument(help="Output video (.mp4, .avi, .mkv or .mov).")],
-    frames: Annotated[int, typer.Option("--frames", "-n", help="Number of frames (50 per second).")] = 500,
+    frames: Annotated[int, typer.Option("--frames", "-n", help="Number of frames (at --fps).")] = 500,
     seed: Annotated[int, typer.Option(help="Seed: picks the mouse, the camera view and the behaviour.")] = 0,
     style: Annotated[str, typer.Option(help=f"Imaging style: {', '.join(STYLES)} ('lab2' is the 'other lab' look).")] = "lab1",
     size: Annotated[int, typer.Option(help="Frame size in pixels (square).")] = 256,
     fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = 50.0,
 ) -> None:
     """Write a synthetic session: OUT video, OUT_FacemapPose.h5 ground truth, OUT_latents.npz behaviour."""
-    if style not in STYLES:
-        raise ValueError(f"unknown --style {style!r}; choose one of {', '.join(STYLES)}")
-    if frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {frames}")
+    check_session_args(frames, seed, style, size, fps)  # before the progress bar starts
     if out.suffix.lower() not in {".mp4", ".avi", ".mkv", ".mov"}:
         raise ValueError(f"{out}: output must end in .mp4, .avi, .mkv or .mov")
     with progress_bar(frames, f"rendering {out.name}") as advance:

@@ -11,6 +11,7 @@ import typer
 
 from jfacemap.cli.progress import progress_bar
 from jfacemap.io.video import video_info
+from jfacemap.track.model_store import DEFAULT_MODEL
 
 # Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
 DEFAULT_CHUNK = 64  # = jfacemap.track.predict.DEFAULT_CHUNK
@@ -32,7 +33,7 @@ def _filter(fractions: dict):
 
 def track(
     videos: Annotated[list[Path], typer.Argument(help="Video files to track.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name, a model folder or an original .pt file.")] = "base",
+    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name, a model folder or an original .pt file.")] = DEFAULT_MODEL,
     bbox: Annotated[Optional[tuple[int, int, int, int]], typer.Option(
         help="Crop box X0 X1 Y0 Y1 in frame pixels (default: the model's training box, else the whole frame).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per network call.")] = 8,
@@ -44,7 +45,7 @@ def track(
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.cli.train import load_model
-    from jfacemap.track.predict import output_path, partial_path, refuse_to_overwrite_ground_truth, track_video
+    from jfacemap.track.predict import output_paths, partial_path, refuse_to_overwrite_ground_truth, track_video
     from jfacemap.track.preprocess import crop_geometry
 
     if batch_size < 1 or chunk_size < 1:
@@ -53,8 +54,9 @@ def track(
         raise ValueError(f"{out}: --out must be a folder")
     # Check every video first (cheap): a bad last one should not fail after hours of tracking.
     infos = [video_info(video, exact=False) for video in videos]
-    for video in videos:  # fail before any work, not after the first video
-        refuse_to_overwrite_ground_truth(output_path(video, out))
+    targets = output_paths(videos, out)  # two videos of one name into one folder: refuse
+    for target in targets:  # fail before any work, not after the first video
+        refuse_to_overwrite_ground_truth(target)
     net, bodyparts, meta = load_model(model)
     box = bbox if bbox is not None else meta.get("bbox")
     for video, info in zip(videos, infos):
@@ -63,8 +65,7 @@ def track(
         except ValueError as err:
             raise ValueError(f"{video}: {err}") from None
     predictors: dict = {}
-    for video, info in zip(videos, infos):
-        target = output_path(video, out)
+    for video, info, target in zip(videos, infos, targets):
         resumed = resume and partial_path(target).is_file()
         fractions: dict = {}
         label = f"{'resuming' if resumed else 'tracking'} {video.name}"

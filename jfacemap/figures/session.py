@@ -14,9 +14,11 @@ from jfacemap.io.atomic import atomic_path
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     plt = pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -42,7 +44,7 @@ def plot_latents(latents: dict[str, np.ndarray], fps: float, path: str | os.Path
         ax.set_yticks([])
         ax.set_ylabel("state", rotation=0, ha="right", va="center", fontsize=8)
     axes[-1].set_xlabel("time (s)")
-    fig.suptitle("behavioural latents (50 Hz)", fontsize=10)
+    fig.suptitle(f"behavioural latents ({fps:g} Hz)", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -83,4 +85,21 @@ def plot_keypoint_traces(
         ax.set_yticks([-k for k in range(len(bodyparts))])
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_ylim(-len(bodyparts) + 0.3, 0.8)
+    return save_figure(fig, path)
+
+
+def plot_error_percentiles(errors_px: np.ndarray, bodyparts: list[str], path: str | os.PathLike) -> Path:
+    """Tracking error percentiles per keypoint; errors_px (T, K) Euclidean px, NaN where not scored."""
+    plt = pyplot()
+    qs = np.array([50, 75, 90, 95])
+    fig, ax = plt.subplots(figsize=(9, 3.6), layout="constrained")
+    scored = [k for k in range(len(bodyparts)) if np.isfinite(errors_px[:, k]).any()]
+    table = np.array([np.nanpercentile(errors_px[:, k], qs) for k in scored])
+    for j, q in enumerate(qs):
+        ax.plot(range(len(scored)), table[:, j], "o-", lw=1, ms=4, label=f"{q}th percentile")
+    ax.set_xticks(range(len(scored)))
+    ax.set_xticklabels([bodyparts[k] for k in scored], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("error (px)")
+    ax.set_title(f"tracking error against ground truth (mean {np.nanmean(errors_px):.2f} px)", fontsize=10)
+    ax.legend(fontsize=8)
     return save_figure(fig, path)

@@ -200,7 +200,11 @@ def read_dlc_csv(path: str | os.PathLike) -> LabelTable:
     p = Path(path)
     if not p.is_file():
         raise KeypointFileError(f"{p}: no such file")
-    rows = list(csv.reader(io.StringIO(p.read_text(encoding="utf-8-sig"))))
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:  # e.g. saved by a Windows spreadsheet in a legacy code page
+        text = p.read_text(encoding="latin-1")
+    rows = list(csv.reader(io.StringIO(text)))
     heads = [r[0].strip().lower() if r else "" for r in rows[:3]]
     if heads[:2] == ["scorer", "individuals"]:
         raise KeypointFileError(f"{p}: multi-animal DeepLabCut CSV (an 'individuals' row) "

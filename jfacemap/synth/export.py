@@ -9,6 +9,7 @@ Each is written atomically, so an interrupted run leaves no half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,7 +22,7 @@ import numpy as np
 from jfacemap.io.atomic import atomic_path
 from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, write_facemap_pose
 from jfacemap.io.video import VideoWriter
-from jfacemap.synth.session import make_session
+from jfacemap.synth.session import check_session_args, make_session
 
 
 @dataclass(frozen=True)
@@ -51,26 +52,17 @@ def save_synthetic_session(
 ) -> SessionFiles:
     """Render a synthetic session and write video, ground truth and latents.
 
-    Memory is bounded by `chunk_size` frames of video; the keypoints, (n_frames,
-    15, 3) float32, are kept whole (7 MB per hour at 50 Hz).
-    `on_progress(n)` is called with the number of frames written in each chunk.
+    The three files land together: all are written under temporary names and
+    renamed only once the video is complete, so an interrupted run never
+    leaves a new video beside an older session's ground truth. Memory is
+    bounded by `chunk_size` frames; the keypoints, (n_frames, 15, 3) float32,
+    are kept whole (7 MB per hour at 50 Hz). `on_progress(n)` is called with
+    the number of frames written in each chunk.
     """
-    if n_frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {n_frames}")
+    check_session_args(n_frames, seed, style, size, fps)
     video_path = Path(video_path)
     session = make_session(n_frames, seed=seed, style=style, size=size, fps=fps)
-    keypoints = np.empty((n_frames, len(session.bodyparts), 3), np.float32)
-    done = 0
-    with VideoWriter(video_path, fps=fps) as writer:
-        for frames, kp in session.iter_chunks(chunk_size):
-            writer.write(frames)
-            keypoints[done : done + len(frames)] = kp
-            done += len(frames)
-            if on_progress is not None:
-                on_progress(len(frames))
-    pose = facemap_pose_path(video_path)
-    write_facemap_pose(pose, keypoints, session.bodyparts, source=GROUND_TRUTH)
-    latents_file = latents_path(video_path)
+    pose, latents_file = facemap_pose_path(video_path), latents_path(video_path)
     meta = {
         "seed": seed,
         "style": style,
@@ -80,9 +72,17 @@ def save_synthetic_session(
         "bodyparts": list(session.bodyparts),
         "face_params": _jsonable(session.params),
     }
-    with atomic_path(latents_file) as tmp:
-        with open(tmp, "wb") as fh:
+    with contextlib.ExitStack() as pending:  # renames pose and latents after the video
+        pose_tmp = pending.enter_context(atomic_path(pose))
+        latents_tmp = pending.enter_context(atomic_path(latents_file))
+        write_facemap_pose(pose_tmp, session.keypoints(0, n_frames), session.bodyparts, source=GROUND_TRUTH)
+        with open(latents_tmp, "wb") as fh:
             np.savez_compressed(fh, **session.latents.to_dict(), meta=json.dumps(meta))
+        with VideoWriter(video_path, fps=fps) as writer:
+            for frames, _ in session.iter_chunks(chunk_size):
+                writer.write(frames)
+                if on_progress is not None:
+                    on_progress(len(frames))
     return SessionFiles(video=video_path, keypoints=pose, latents=latents_file)
 
 

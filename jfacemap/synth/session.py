@@ -9,7 +9,7 @@ import numpy as np
 
 from jfacemap.skeleton import FACEMAP_BODYPARTS
 from jfacemap.synth.behavior import BehaviorLatents, simulate_behavior
-from jfacemap.synth.face import FaceParams, get_renderer, render_frames, sample_face_params
+from jfacemap.synth.face import STYLES, FaceParams, get_renderer, render_frames, sample_face_params
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,25 @@ class SyntheticSession:
             yield self.render(start, min(self.n_frames, start + chunk_size))
 
 
+def check_session_args(n_frames: int, seed: int, style: str, size: int, fps: float) -> None:
+    """One-line ValueErrors, named like the CLI options, for arguments no session can have."""
+    if n_frames < 1:
+        raise ValueError(f"--frames must be at least 1, got {n_frames}")
+    if seed < 0:
+        raise ValueError(f"--seed must be 0 or more, got {seed}")
+    if style not in STYLES:
+        raise ValueError(f"unknown --style {style!r}; choose one of {', '.join(STYLES)}")
+    if size < 32:
+        raise ValueError(f"--size must be at least 32 pixels, got {size}")
+    if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
+        raise ValueError(f"--fps must be between 1 and 1000 Hz, got {fps}")
+
+
 def make_session(
     n_frames: int, seed: int = 0, style: str = "lab1", size: int = 256, fps: float = 50.0
 ) -> SyntheticSession:
     """A session of `n_frames` at `fps`: mouse, camera and behaviour all follow from `seed`."""
+    check_session_args(n_frames, seed, style, size, fps)
     params = sample_face_params(seed, style=style, size=size)
     latents = simulate_behavior(n_frames, seed=seed, fps=fps)
     return SyntheticSession(params=params, latents=latents)

@@ -53,6 +53,17 @@ def refuse_to_overwrite_ground_truth(out: Path) -> None:
         )
 
 
+def output_paths(videos: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Each video's pose file; raises if two videos would write the same one (same name, one --out)."""
+    outputs = [output_path(video, out_dir) for video in videos]
+    seen: dict[Path, Path] = {}
+    for video, out in zip(map(Path, videos), outputs):
+        if out.resolve() in seen:
+            raise ValueError(f"{seen[out.resolve()]} and {video} would both write {out}; track them into different folders")
+        seen[out.resolve()] = video
+    return outputs
+
+
 def partial_path(out_path: str | os.PathLike) -> Path:
     """`<out>.partial`: where unfinished results live (a suffix no `*.h5` glob matches)."""
     out = Path(out_path)
@@ -295,6 +306,7 @@ def track_videos(
     Outputs go beside each video, or to `out_dir` (named `<stem>_FacemapPose.h5`);
     `csv=True` adds `<stem>_FacemapPose.csv`. `kwargs` go to `track_video`.
     """
+    output_paths(videos, out_dir)  # refuse clashing outputs before any work
     predictors = kwargs.pop("predictors", None)
     predictors = {} if predictors is None else predictors
     written = []
