@@ -52,6 +52,7 @@ def track(
         raise ValueError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
     if out is not None and out.exists() and not out.is_dir():
         raise ValueError(f"{out}: --out must be a folder")
+    videos = list({video.resolve(): video for video in videos}.values())  # a file named twice is tracked once
     # Check every video first (cheap): a bad last one should not fail after hours of tracking.
     infos = [video_info(video, exact=False) for video in videos]
     targets = output_paths(videos, out)  # two videos of one name into one folder: refuse

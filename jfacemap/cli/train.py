@@ -7,7 +7,6 @@ MODEL_DIR (checkpoints included) in one rename.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +14,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from jfacemap.io.jsonable import jsonable
 from jfacemap.io.atomic import write_text_atomic
 
 LabelsArg = Annotated[Path, typer.Argument(help="Labels: DeepLabCut CSV, or Facemap .h5 (+ --video).")]
@@ -96,19 +96,8 @@ def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, h
                          "n_frames": int(len(kept)), "holdout": int(holdout), "seed": int(seed),
                          "frame_shape": list(images.shape[1:])},
             "errors": {k: {n: v for n, v in e.items() if n != "per_frame_px"} for k, e in errors.items()}}
-    save_tracker(out, model, names, _finite(meta))
+    save_tracker(out, model, names, jsonable(meta))
     typer.echo(f"model      {out}")
-
-
-def _finite(value):
-    """NaN/inf -> None, so model.json stays strict JSON."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def train(
@@ -172,5 +161,5 @@ def evaluate(
         typer.echo(f"  {name:<{width}}  {px:7.2f} px")
     if json_out is not None:
         doc = {"model": str(model), "labels": str(labels), "bbox": box, **errors}
-        write_text_atomic(json_out, json.dumps(_finite(doc), indent=2) + "\n")
+        write_text_atomic(json_out, json.dumps(jsonable(doc), indent=2) + "\n")
         typer.echo(f"json       {json_out}")

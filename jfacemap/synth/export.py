@@ -10,7 +10,6 @@ Each is written atomically, so an interrupted run leaves no half-written file.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from jfacemap.io.jsonable import jsonable
 from jfacemap.io.atomic import atomic_path
 from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, write_facemap_pose
 from jfacemap.io.video import VideoWriter
@@ -70,7 +70,7 @@ def save_synthetic_session(
         "fps": fps,
         "n_frames": n_frames,
         "bodyparts": list(session.bodyparts),
-        "face_params": _jsonable(session.params),
+        "face_params": jsonable(session.params),
     }
     with contextlib.ExitStack() as pending:  # renames pose and latents after the video
         pose_tmp = pending.enter_context(atomic_path(pose))
@@ -84,21 +84,3 @@ def save_synthetic_session(
                 if on_progress is not None:
                     on_progress(len(frames))
     return SessionFiles(video=video_path, keypoints=pose, latents=latents_file)
-
-
-def _jsonable(params) -> dict:
-    """Face parameters as plain JSON types (numpy scalars and arrays unpacked)."""
-    raw = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(vars(params))
-
-    def convert(value):
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(raw)

@@ -35,6 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jfacemap.io.jsonable import jsonable
 from jfacemap.nets.unet import FacemapUNet
 
 def _shipped_weights_dir() -> Path:
@@ -81,21 +82,6 @@ def resolve_model(dir_or_name: str | os.PathLike) -> Path:
     )
 
 
-def _jsonable(value: Any) -> Any:
-    """numpy scalars / arrays and tuples -> plain JSON values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def save_tracker(
     directory: str | os.PathLike, model: FacemapUNet, bodyparts: Sequence[str], meta: dict | None = None
 ) -> Path:
@@ -110,7 +96,7 @@ def save_tracker(
     clash = sorted(set(meta or {}) & set(info))
     if clash:
         raise ValueError(f"meta may not set {clash}: they describe the model itself")
-    info |= _jsonable(meta or {})
+    info |= jsonable(meta or {})
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
@@ -221,7 +207,7 @@ def save_epoch(manager: ocp.CheckpointManager, epoch: int, state: Any, meta: dic
     """Checkpoint after `epoch` (0-based): the training state pytree (params,
     BatchNorm statistics, optimizer state) and JSON meta (run description,
     epoch, rng streams)."""
-    meta = _jsonable(meta | {"epoch": int(epoch), "rng": {"seed": meta.get("seed"), "next_epoch": int(epoch) + 1}})
+    meta = jsonable(meta | {"epoch": int(epoch), "rng": {"seed": meta.get("seed"), "next_epoch": int(epoch) + 1}})
     manager.save(int(epoch), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)))
     manager.wait_until_finished()
@@ -241,7 +227,7 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, meta: dict) -> tup
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                              meta=ocp.args.JsonRestore()))
     saved = restored.meta
-    wanted = _jsonable({k: meta.get(k) for k in _RUN_KEYS})
+    wanted = jsonable({k: meta.get(k) for k in _RUN_KEYS})
     differ = [k for k in _RUN_KEYS if saved.get(k) != wanted[k]]
     if differ:
         raise ValueError(f"{manager.directory}: checkpoint is from another training run "

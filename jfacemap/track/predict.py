@@ -58,7 +58,7 @@ def output_paths(videos: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     outputs = [output_path(video, out_dir) for video in videos]
     seen: dict[Path, Path] = {}
     for video, out in zip(map(Path, videos), outputs):
-        if out.resolve() in seen:
+        if out.resolve() in seen and seen[out.resolve()].resolve() != video.resolve():
             raise ValueError(f"{seen[out.resolve()]} and {video} would both write {out}; track them into different folders")
         seen[out.resolve()] = video
     return outputs
