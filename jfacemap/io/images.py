@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jfacemap.io.atomic import write_bytes_atomic
+from jfacemap.io.inputs import existing_file
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -83,13 +84,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Colour becomes luma (ffmpeg's BT.601 weights), alpha is dropped, 16-bit
     is scaled to 8-bit; a multi-frame file gives its first frame.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageError(f"{p}: is a folder, not an image")
-    if p.stat().st_size == 0:
-        raise ImageError(f"{p}: empty file")
+    p = existing_file(path, "image", ImageError)
     # image2 with pattern_type none reads the name literally ('%' or '*' in it
     # would otherwise be a sequence pattern); other formats (gif, ...) need
     # ffmpeg's own probing.

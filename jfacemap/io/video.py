@@ -31,6 +31,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from jfacemap.io.atomic import atomic_path
+from jfacemap.io.inputs import existing_file
 
 __all__ = ["VideoError", "VideoInfo", "video_info", "iter_chunks", "read_frames",
            "VideoWriter", "write_video"]
@@ -58,14 +59,7 @@ class VideoInfo:
 
 
 def _checked(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise VideoError(f"{p}: no such file")
-    if p.is_dir():
-        raise VideoError(f"{p}: is a folder, not a video")
-    if p.stat().st_size == 0:
-        raise VideoError(f"{p}: empty file")
-    return p
+    return existing_file(path, "video", VideoError)
 
 
 def _last_line(text: str) -> str:
