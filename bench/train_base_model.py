@@ -124,8 +124,12 @@ def main(argv=None) -> int:
                      "mean_px": result["mean_px"], "median_px": result["median_px"], "p90_px": result["p90_px"]})
     print_table(rows, ["test", "frames", "points", "mean_px", "median_px", "p90_px"])
 
+    lab1_error = errors.get("lab1", next(iter(errors.values())))["mean_px"]
     meta = {
         "name": name,
+        "description": (f"U-Net trained on {len(frames)} synthetic frames from {args.seeds} sessions; "
+                        f"{lab1_error:.2f} px mean error on held-out sessions"),
+        "command": "python bench/train_base_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "recipe": recipe.to_dict(),
         "training_data": {"generator": "jfacemap.synth.make_session", "seeds": [0, args.seeds - 1],
                           "styles": {"lab1": styles.count("lab1"), "lab2": styles.count("lab2")},
