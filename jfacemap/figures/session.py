@@ -59,7 +59,7 @@ def plot_keypoint_traces(
     """x and y of each keypoint over time; keypoints (T, K, 3) in pixels.
 
     Each row is centred on its median and scaled to its own 1st-99th
-    percentile range (printed beside the name), so a 2 px whisker and a 60 px
+    percentile range (printed beside the name; the reference's, when given), so a 2 px whisker and a 60 px
     paw are both readable. With `reference` (same shape), it is drawn in grey
     under the traces: the ground truth beneath a prediction.
     """
@@ -74,7 +74,10 @@ def plot_keypoint_traces(
             if not np.isfinite(trace).any():
                 labels.append(f"{name} (not visible)")
                 continue
-            low, centre, high = np.nanpercentile(trace, [1, 50, 99])
+            # With a reference, rows sit on the ground truth, so a bias shows as an offset.
+            anchor = trace if reference is None or not np.isfinite(reference[:n_show, k, column]).any() \
+                else reference[:n_show, k, column]
+            low, centre, high = np.nanpercentile(anchor, [1, 50, 99])
             scale = max(high - low, 0.5)
             labels.append(f"{name} ({scale:.1f} px)")
             if reference is not None:
