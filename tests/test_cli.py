@@ -96,8 +96,11 @@ def test_demo_writes_report_and_figures(tmp_path):
     assert (out / "report.txt").read_text().startswith("jfacemap demo report")
     png = (out / "contact_sheet.png").read_bytes()
     assert png.startswith(b"\x89PNG")
-    for name in ("behavior_latents.png", "keypoint_traces.png"):
+    for name in ("behavior_latents.png", "keypoint_traces.png", "tracked_traces.png", "tracking_error.png"):
         assert (out / name).stat().st_size > 10_000
+    # the shipped tracker on a session it never saw (seed 1000) lands near the ground truth
+    tracking = summary["Tracking"]
+    assert tracking["model"] == "base" and tracking["mean_px"] < 4.0, tracking
 
 
 def test_info_reports_every_bad_file_and_keeps_going(tmp_path):
