@@ -13,4 +13,7 @@ from jfacemap.skeleton import ANALYSIS_BODYPARTS, FACEMAP_BODYPARTS
 
 __version__ = "0.1.0"
 
-__all__ = ["FACEMAP_BODYPARTS", "ANALYSIS_BODYPARTS", "__version__"]
+# The shipped tracker (weights/base) that `track`, `finetune` and the demo use unless told otherwise.
+DEFAULT_TRACKER = "base"
+
+__all__ = ["FACEMAP_BODYPARTS", "ANALYSIS_BODYPARTS", "DEFAULT_TRACKER", "__version__"]

@@ -92,16 +92,17 @@ def stage_video_io(report: Report, ctx: DemoContext) -> None:
 
 def stage_tracking(report: Report, ctx: DemoContext) -> None:
     """Track the session with the shipped tracker and score it against the ground truth."""
-    from jfacemap.track.model_store import DEFAULT_MODEL, list_trackers, load_tracker
+    from jfacemap import DEFAULT_TRACKER
+    from jfacemap.track.model_store import list_trackers, load_tracker
     from jfacemap.track.predict import track_video
 
-    if DEFAULT_MODEL not in list_trackers():
-        report.section("Tracking", [f"skipped: no shipped tracker named {DEFAULT_MODEL!r} in weights/"])
+    if DEFAULT_TRACKER not in list_trackers():
+        report.section("Tracking", [f"skipped: no shipped tracker named {DEFAULT_TRACKER!r} in weights/"])
         return
-    model, bodyparts, meta = load_tracker(DEFAULT_MODEL)
+    model, bodyparts, meta = load_tracker(DEFAULT_TRACKER)
     truth, truth_names = read_facemap_pose(ctx.files.keypoints)
     start = time.perf_counter()
-    with progress_bar(ctx.n_frames, f"tracking with {DEFAULT_MODEL!r}") as advance:
+    with progress_bar(ctx.n_frames, f"tracking with {DEFAULT_TRACKER!r}") as advance:
         tracked = track_video(ctx.files.video, model, bodyparts, out_path=ctx.out / "tracked" / "session_FacemapPose.h5",
                               on_progress=advance)
     seconds = time.perf_counter() - start
@@ -110,7 +111,7 @@ def stage_tracking(report: Report, ctx: DemoContext) -> None:
     per_keypoint = {name: float(np.nanmean(errors[:, k])) for k, name in enumerate(truth_names)
                     if np.isfinite(errors[:, k]).any()}
     numbers = {
-        "model": DEFAULT_MODEL,
+        "model": DEFAULT_TRACKER,
         "mean_px": float(np.nanmean(errors)),
         "median_px": float(np.nanmedian(errors)),
         "p90_px": float(np.nanpercentile(errors, 90)),
@@ -118,7 +119,7 @@ def stage_tracking(report: Report, ctx: DemoContext) -> None:
         "frames_per_s": ctx.n_frames / seconds,
     }
     lines = [
-        f"model {DEFAULT_MODEL!r}: {meta.get('description', 'shipped tracker')}",
+        f"model {DEFAULT_TRACKER!r}: {meta.get('description', 'shipped tracker')}",
         f"tracked {ctx.n_frames} frames at {numbers['frames_per_s']:.1f} frames/s (decode + network, this machine)",
         f"error vs ground truth: mean {numbers['mean_px']:.2f} px, median {numbers['median_px']:.2f} px, "
         f"90th percentile {numbers['p90_px']:.2f} px (256 x 256 frames)",

@@ -11,7 +11,7 @@ import typer
 
 from jfacemap.cli.progress import progress_bar
 from jfacemap.io.video import video_info
-from jfacemap.track.model_store import DEFAULT_MODEL
+from jfacemap import DEFAULT_TRACKER
 
 # Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
 DEFAULT_CHUNK = 64  # = jfacemap.track.predict.DEFAULT_CHUNK
@@ -33,7 +33,7 @@ def _filter(fractions: dict):
 
 def track(
     videos: Annotated[list[Path], typer.Argument(help="Video files to track.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name, a model folder or an original .pt file.")] = DEFAULT_MODEL,
+    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name, a model folder or an original .pt file.")] = DEFAULT_TRACKER,
     bbox: Annotated[Optional[tuple[int, int, int, int]], typer.Option(
         help="Crop box X0 X1 Y0 Y1 in frame pixels (default: the model's training box, else the whole frame).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per network call.")] = 8,

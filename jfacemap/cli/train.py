@@ -15,6 +15,7 @@ import numpy as np
 import typer
 
 from jfacemap.io.jsonable import jsonable
+from jfacemap import DEFAULT_TRACKER
 from jfacemap.io.atomic import write_text_atomic
 
 LabelsArg = Annotated[Path, typer.Argument(help="Labels: DeepLabCut CSV, or Facemap .h5 (+ --video).")]
@@ -120,7 +121,7 @@ def train(
 def finetune(
     labels: LabelsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (checkpoints go inside while training).")],
-    base: Annotated[str, typer.Option(help="Model to start from: a name, a model folder or an original .pt file.")] = "base",
+    base: Annotated[str, typer.Option(help="Model to start from: a name, a model folder or an original .pt file.")] = DEFAULT_TRACKER,
     video: VideoOpt = None,
     recipe: Annotated[str, typer.Option(help="Training preset: finetune or base.")] = "finetune",
     epochs: EpochsOpt = None,

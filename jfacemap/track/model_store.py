@@ -48,7 +48,6 @@ def _shipped_weights_dir() -> Path:
         return Path(__file__).resolve().parents[2] / "weights"
 
 
-DEFAULT_MODEL = "base"  # the shipped tracker that `track` and the demo use unless told otherwise
 FORMAT = "jfacemap-tracker"
 VERSION = 1
 REPO_WEIGHTS = _shipped_weights_dir()
