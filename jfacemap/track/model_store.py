@@ -39,13 +39,17 @@ from jfacemap.io.jsonable import jsonable
 from jfacemap.nets.unet import FacemapUNet
 
 def _shipped_weights_dir() -> Path:
-    """The repo's weights/ folder, installed as the package `jfacemap.weights`."""
-    try:
-        from importlib.resources import files
+    """The repo's weights/ folder, installed as the data package `jfacemap.weights`.
 
-        return Path(str(files("jfacemap.weights")))
-    except (ImportError, TypeError):  # running from a checkout that was never installed
-        return Path(__file__).resolve().parents[2] / "weights"
+    It has no __init__.py (a namespace package): its search location is the
+    folder, in a wheel install and an editable one alike.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("jfacemap.weights")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parents[2] / "weights"  # a checkout that was never installed
 
 
 FORMAT = "jfacemap-tracker"
