@@ -67,10 +67,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BODYPARTS = [
-    "eye(back)", "eye(bottom)", "eye(front)", "eye(top)", "lowerlip", "mouth", "nose(bottom)", "nose(r)",
-    "nose(tip)", "nose(top)", "nosebridge", "paw", "whisker(I)", "whisker(III)", "whisker(II)",
-]  # fmt: skip
+from jfacemap.skeleton import FACEMAP_BODYPARTS  # noqa: E402
+
+BODYPARTS = list(FACEMAP_BODYPARTS)
 SIZE = 256
 
 

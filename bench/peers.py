@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from jfacemap.skeleton import FACEMAP_BODYPARTS
+
 FACEMAP_VERSION = "1.0.8"
 # A CPU wheel of this version is on these machines; a plain `torch` pulls GBs of CUDA.
 TORCH_REQUIREMENT = "torch==2.13.0"
@@ -162,9 +164,7 @@ from facemap.pose import transforms
 from facemap.pose import pose_helper_functions as pose_utils
 
 torch.set_num_threads(1)
-BODYPARTS = ["eye(back)", "eye(bottom)", "eye(front)", "eye(top)", "lowerlip", "mouth",
-             "nose(bottom)", "nose(r)", "nose(tip)", "nose(top)", "nosebridge", "paw",
-             "whisker(I)", "whisker(III)", "whisker(II)"]
+BODYPARTS = __BODYPARTS__  # filled in from jfacemap.skeleton (jfacemap is not installed in the peer venv)
 
 def make_net(n_out=15):
     return FMnet(img_ch=1, output_ch=n_out, labels_id=BODYPARTS[:n_out], channels=[16, 32, 64, 128, 200],
@@ -237,7 +237,7 @@ elif mode == "tensors":
     torch.save({"epoch": 3, "state_dict": bn.state_dict()}, out + "/checkpoint.pt")
 else:
     raise SystemExit("unknown mode " + mode)
-"""
+""".replace("__BODYPARTS__", repr(list(FACEMAP_BODYPARTS)))
 
 
 if __name__ == "__main__":
