@@ -212,21 +212,12 @@ def outlier_report(
     return OutlierReport(missing | lik | jump | median, missing, lik, jump, median)
 
 
-def detect_outliers(
-    keypoints: np.ndarray,
-    fps: float,
-    likelihood_baseline_s: float = 4.0,
-    likelihood_threshold_sd: float = -8.0,
-    max_jump_px: float = 25.0,
-    max_median_dev_px: float = 25.0,
-    median_window_s: float = 1.0,
-    **kwargs,
-) -> np.ndarray:
-    """Union of the three rules (and missing points): bool (T, K). See `outlier_report`."""
-    return outlier_report(
-        keypoints, fps, likelihood_baseline_s, likelihood_threshold_sd,
-        max_jump_px, max_median_dev_px, median_window_s, **kwargs,
-    ).mask
+def detect_outliers(keypoints: np.ndarray, fps: float, **rules) -> np.ndarray:
+    """Union of the three rules (and missing points): bool (T, K).
+
+    `rules` are `outlier_report`'s keyword arguments (the paper's defaults live there only).
+    """
+    return outlier_report(keypoints, fps, **rules).mask
 
 
 def fill_outliers(
