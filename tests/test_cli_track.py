@@ -94,8 +94,14 @@ def test_finetune_from_the_trained_model_and_unknown_bodyparts(project, tmp_path
     bad = project["root"] / "bad.csv"
     write_dlc_csv(bad, table)
     line = one_line_error(run_cli("finetune", bad, "--base", project["model"], "--out", tmp_path / "x"))
-    assert "bad.csv" in line and "unknown bodyparts 'tail'" in line
+    assert "bad.csv" in line and "unknown bodyparts 'tail'" in line and "--new-bodyparts" in line
     assert not (tmp_path / "x").exists()
+
+    # A new skeleton on purpose: the base network with new output heads for the labels' bodyparts.
+    result = run_cli("finetune", bad, "--base", project["model"], "--out", tmp_path / "x", "--epochs", 1,
+                     "--new-bodyparts")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "x" / "model.json").read_text())["bodyparts"] == table.bodyparts
 
 
 def test_track_with_csv_and_filter(project, tmp_path):

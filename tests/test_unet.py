@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from jfacemap.nets.convert import torch_key_map, unet_from_torch_state_dict, unet_to_torch_state_dict
-from jfacemap.nets.unet import FacemapUNet, count_parameters
+from jfacemap.nets.unet import FacemapUNet, count_parameters, with_new_heads
 
 # Encoder + decoder + 3 heads of (64 K weights + K biases); 1,561,631 for K = 15.
 _BODY_PARAMS = 1_558_706
@@ -138,3 +138,20 @@ def test_initial_weights_follow_torch_defaults():
     other = FacemapUNet(2, rngs=nnx.Rngs(1)).encoder[2].unit0.conv.kernel.get_value()
     assert not np.array_equal(kernel, other)
     assert np.abs(np.asarray(a.heatmap_head.bias.get_value())).max() <= 1 / 8  # fan_in 64
+
+
+def test_with_new_heads_keeps_shared_bodyparts_and_the_body():
+    model = FacemapUNet(3, (8, 8, 16, 16, 16), rngs=nnx.Rngs(1))
+    model.eval()
+    tuned = with_new_heads(model, ["a", "b", "c"], ["c", "x", "a", "y"], seed=5)
+    x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 1))
+    old, new = model(x), tuned(x)
+    assert new.heatmap.shape[-1] == 4 and tuned.n_keypoints == 4
+    for i, j in ((2, 0), (0, 2)):  # c and a keep their heads
+        for field in ("heatmap", "offset_x", "offset_y"):
+            np.testing.assert_allclose(getattr(new, field)[..., j], getattr(old, field)[..., i], rtol=1e-5, atol=1e-6)
+    # new bodyparts get fresh heads, and the source model is untouched
+    assert not np.allclose(new.offset_x[..., 1], old.offset_x[..., 1])
+    np.testing.assert_array_equal(model(x).offset_x, old.offset_x)
+    with pytest.raises(ValueError, match="3 keypoints"):
+        with_new_heads(model, ["a", "b"], ["a"])

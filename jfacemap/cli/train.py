@@ -50,7 +50,8 @@ def _summary(errors: dict, what: str) -> None:
 
 
 def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, holdout: int,
-         test_labels, test_video, base: str | None = None, channels: str | None = None) -> None:
+         test_labels, test_video, base: str | None = None, channels: str | None = None,
+         new_bodyparts: bool = False) -> None:
     from jfacemap.track.labels import align_bodyparts, load_labelled_frames
 
     if epochs is not None and epochs < 1:
@@ -74,7 +75,17 @@ def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, h
     init = None
     if base is not None:
         init, base_names, _ = load_model(base)
-        keypoints, names = align_bodyparts(keypoints, names, base_names, labels), base_names
+        unknown = [n for n in names if n not in base_names]
+        if unknown and not new_bodyparts:
+            raise ValueError(f"{labels}: unknown bodyparts {', '.join(map(repr, unknown))} for the base model "
+                             f"{base!r} (it has {', '.join(base_names)}); --new-bodyparts trains new output heads")
+        if unknown:
+            from jfacemap.nets.unet import with_new_heads
+
+            typer.echo(f"new output heads for {len(unknown)} of {len(names)} bodyparts", err=True)
+            init = with_new_heads(init, base_names, names, seed)
+        else:
+            keypoints, names = align_bodyparts(keypoints, names, base_names, labels), base_names
         if test is not None:
             test = (test[0], align_bodyparts(test[1], test[2], names, test_labels))
     order = np.random.default_rng(seed).permutation(len(images))
@@ -130,9 +141,12 @@ def finetune(
     test_labels: TestOpt = None,
     test_video: TestVideoOpt = None,
     bbox: BboxOpt = None,
+    new_bodyparts: Annotated[bool, typer.Option(
+        "--new-bodyparts", help="Labels with bodyparts the base lacks: reuse its network, new output heads.")] = False,
 ) -> None:
-    """Fine-tune the --base tracker on LABELS (bodyparts must be among the base model's)."""
-    _fit(labels, out, video, bbox, recipe, epochs, seed, holdout, test_labels, test_video, base=base)
+    """Fine-tune the --base tracker on LABELS (bodyparts among the base model's, or --new-bodyparts)."""
+    _fit(labels, out, video, bbox, recipe, epochs, seed, holdout, test_labels, test_video, base=base,
+         new_bodyparts=new_bodyparts)
 
 
 def evaluate(

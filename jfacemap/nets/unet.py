@@ -211,3 +211,29 @@ def count_parameters(model: nnx.Module) -> int:
     """Trainable parameters (what PyTorch counts: conv kernels, biases, BN
     scale and bias), not BatchNorm running statistics."""
     return int(sum(p.size for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))))
+
+
+def with_new_heads(model: FacemapUNet, old_bodyparts, new_bodyparts, seed: int = 0) -> FacemapUNet:
+    """A copy of `model` whose output heads predict `new_bodyparts`.
+
+    The encoder and decoder (everything a new skeleton can reuse) are copied;
+    a bodypart in both lists keeps its head weights, a new one gets a freshly
+    initialised head channel (from `seed`). This is how a model for one
+    skeleton is fine-tuned on labels of another. `model` is not modified.
+    """
+    old = list(old_bodyparts)
+    if len(old) != model.n_keypoints:
+        raise ValueError(f"model has {model.n_keypoints} keypoints, {len(old)} bodyparts given")
+    fresh = FacemapUNet(len(new_bodyparts), model.channels, model.n_upsample, model.kernel,
+                        model.in_channels, rngs=nnx.Rngs(seed))
+    nnx.update(fresh.encoder, nnx.state(model.encoder))
+    nnx.update(fresh.decoder, nnx.state(model.decoder))
+    for name in ("heatmap_head", "offset_x_head", "offset_y_head"):
+        src, dst = getattr(model, name), getattr(fresh, name)
+        for j, part in enumerate(new_bodyparts):
+            if part in old:
+                i = old.index(part)
+                dst.kernel.set_value(dst.kernel.get_value().at[..., j].set(src.kernel.get_value()[..., i]))
+                dst.bias.set_value(dst.bias.get_value().at[j].set(src.bias.get_value()[i]))
+    fresh.use_running_average = model.use_running_average
+    return fresh
