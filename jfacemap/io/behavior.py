@@ -1,0 +1,165 @@
+"""Behaviour time series for the encode and HMM stages, from the files people have.
+
+- keypoints: `_FacemapPose.h5` or a DeepLabCut CSV -> x and y of each
+  bodypart (the paper's 11 analysis bodyparts, 22 coordinates, when the file
+  has them all; else every bodypart). Short NaN gaps (occlusions, filtered
+  outliers) are filled by linear interpolation in time.
+- movie PCs: a `_svd.npz` written by `jfacemap svd` (motion or movie PCs).
+- any (time x features) array: `.npy`, or `.npz` with one 2-D array.
+
+Timestamps come from the caller (`times` or `fps`), never from a guessed ratio.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jfacemap.io.keypoints import read_keypoints
+from jfacemap.skeleton import ANALYSIS_BODYPARTS
+
+__all__ = ["Behavior", "BehaviorFileError", "read_behavior", "read_timestamps", "keypoint_coordinates"]
+
+SVD_KINDS = ("motion", "movie")
+
+
+class BehaviorFileError(ValueError):
+    """A behaviour file or its timestamps are unusable; one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """values: (T, D) float32; times: (T,) s; names: D column names; kind:
+    "keypoints", "motion_pcs", "movie_pcs" or "array"; source: the file."""
+
+    values: np.ndarray
+    times: np.ndarray
+    names: tuple[str, ...]
+    kind: str
+    source: Path
+
+
+def keypoint_coordinates(keypoints: np.ndarray, bodyparts, where: object = "keypoints") -> tuple[np.ndarray, list[str]]:
+    """(T, K, 2 or 3) keypoints -> ((T, 2K') x, y columns, names), using the
+    analysis bodyparts when all are present; NaN gaps filled by interpolation."""
+    bodyparts = list(bodyparts)
+    use = [bodyparts.index(b) for b in ANALYSIS_BODYPARTS] if set(ANALYSIS_BODYPARTS) <= set(bodyparts) \
+        else list(range(len(bodyparts)))
+    xy = np.asarray(keypoints, np.float64)[:, use, :2].reshape(len(keypoints), -1)
+    names = [f"{bodyparts[i]}_{c}" for i in use for c in ("x", "y")]
+    return fill_gaps(xy, names, where).astype(np.float32), names
+
+
+def fill_gaps(values: np.ndarray, names, where: object) -> np.ndarray:
+    """Linear interpolation over NaN runs in each column (edges take the nearest value)."""
+    out = np.array(values, np.float64)
+    t = np.arange(len(out))
+    for j in range(out.shape[1]):
+        bad = ~np.isfinite(out[:, j])
+        if bad.all():
+            raise BehaviorFileError(f"{where}: column {names[j]} has no finite value")
+        if bad.any():
+            out[bad, j] = np.interp(t[bad], t[~bad], out[~bad, j])
+    return out
+
+
+def read_timestamps(path: str | os.PathLike, n: int | None = None, what: str = "frames") -> np.ndarray:
+    """(T,) seconds from a .npy (or .npz with one array); checks length `n`, finite, increasing."""
+    p = Path(path)
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if len(loaded.files) != 1:
+                    raise BehaviorFileError(f"{p}: expected one array of timestamps, found {', '.join(loaded.files)}")
+                loaded = loaded[loaded.files[0]]
+    except FileNotFoundError:
+        raise BehaviorFileError(f"{p}: no such file") from None
+    except (OSError, ValueError, EOFError) as error:
+        if isinstance(error, BehaviorFileError):
+            raise
+        raise BehaviorFileError(f"{p}: cannot read timestamps ({error})") from None
+    t = np.asarray(loaded, np.float64).ravel()
+    if n is not None and t.size != n:
+        raise BehaviorFileError(f"{p}: {t.size} timestamps for {n} {what}")
+    if not np.isfinite(t).all():
+        raise BehaviorFileError(f"{p}: timestamps have NaN/inf values")
+    if t.size > 1 and not (np.diff(t) > 0).all():
+        raise BehaviorFileError(f"{p}: timestamps must increase strictly")
+    return t
+
+
+def _times(n: int, times, fps, p: Path) -> np.ndarray:
+    if times is not None:
+        t = read_timestamps(times, n) if isinstance(times, (str, os.PathLike)) else np.asarray(times, np.float64)
+        if t.shape != (n,):
+            raise BehaviorFileError(f"{p}: {t.size} timestamps for {n} frames")
+        return t
+    if fps is None:
+        raise BehaviorFileError(f"{p}: no timestamps: give the video frame rate (--fps) or a timestamps file")
+    if not fps > 0:
+        raise BehaviorFileError(f"{p}: fps must be > 0, got {fps}")
+    return np.arange(n) / float(fps)
+
+
+def _read_svd(p: Path, kind: str) -> tuple[np.ndarray, list[str]]:
+    key = f"{kind}_pcs"
+    with np.load(p, allow_pickle=False) as z:
+        if key not in z.files:
+            raise BehaviorFileError(f"{p}: no {key} (found: {', '.join(z.files)})")
+        pcs = np.asarray(z[key], np.float64)
+    if pcs.ndim != 2:
+        raise BehaviorFileError(f"{p}: {key} must be (time, components), got shape {pcs.shape}")
+    return pcs, [f"{kind}_pc{i}" for i in range(pcs.shape[1])]
+
+
+def _read_array(p: Path) -> np.ndarray:
+    loaded = np.load(p, allow_pickle=False)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            arrays = [k for k in loaded.files if loaded[k].ndim == 2]
+            if len(arrays) != 1:
+                raise BehaviorFileError(f"{p}: expected one 2-D (time x features) array, found {loaded.files}")
+            loaded = loaded[arrays[0]]
+    return np.asarray(loaded, np.float64)
+
+
+def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None, svd_kind: str = "motion") -> Behavior:
+    """Read a behaviour file (see the module docstring) with its timestamps.
+
+    fps: video frame rate (timestamps = frame / fps) when `times` is None.
+    times: (T,) seconds, or a .npy path holding them.
+    svd_kind: "motion" or "movie", for `_svd.npz` files.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BehaviorFileError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".h5", ".hdf5", ".csv"):
+            keypoints, bodyparts = read_keypoints(p)
+            values, names = keypoint_coordinates(keypoints, bodyparts, p)
+            kind = "keypoints"
+        elif p.name.endswith("_svd.npz"):
+            if svd_kind not in SVD_KINDS:
+                raise BehaviorFileError(f"{p}: svd kind must be one of {', '.join(SVD_KINDS)}, got {svd_kind!r}")
+            values, names = _read_svd(p, svd_kind)
+            kind = f"{svd_kind}_pcs"
+        elif suffix in (".npy", ".npz"):
+            values = _read_array(p)
+            if values.ndim != 2:
+                raise BehaviorFileError(f"{p}: expected a 2-D (time x features) array, got shape {values.shape}")
+            names, kind = [f"feature{i}" for i in range(values.shape[1])], "array"
+        else:
+            raise BehaviorFileError(f"{p}: unknown behaviour file type {suffix or '(none)'}; expected a "
+                                    "_FacemapPose.h5, a DeepLabCut .csv, a _svd.npz or a .npy/.npz array")
+    except (OSError, EOFError) as error:
+        raise BehaviorFileError(f"{p}: cannot read it ({error})") from None
+    if kind != "keypoints" and not np.isfinite(values).all():
+        raise BehaviorFileError(f"{p}: {int((~np.isfinite(values)).sum())} NaN/inf values")
+    if len(values) < 2:
+        raise BehaviorFileError(f"{p}: only {len(values)} timepoints")
+    return Behavior(values.astype(np.float32), _times(len(values), times, fps, p), tuple(names), kind, p)
