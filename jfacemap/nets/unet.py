@@ -28,13 +28,13 @@ per keypoint, as the original does (its targets are normalised that way).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
+
+from jfacemap.nets.init import torch_default_init
 
 DEFAULT_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 200)
 HEATMAP_SUM = 10.0  # train-mode heatmaps are scaled to this sum per keypoint
@@ -56,26 +56,6 @@ class UNetOutput(NamedTuple):
     offset_y: jax.Array
 
 
-def _torch_default_init(fan_in: int):
-    """Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for conv
-    weights (kaiming_uniform with a=sqrt(5)) and biases, so training from
-    scratch starts where the original does.
-
-    With a concrete key the numbers are drawn on the host (numpy, seeded by
-    the key's bits): jax.random compiles one XLA program per weight shape,
-    which made building the network take 5-20 s on a CPU. Under tracing
-    (jit, eval_shape) it falls back to jax.random."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        try:
-            bits = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
-        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-            return jax.random.uniform(key, shape, dtype, -bound, bound)
-        rng = np.random.default_rng(bits.astype(np.uint32).ravel().tolist())
-        return jnp.asarray(rng.uniform(-bound, bound, shape), dtype=dtype)
-
-    return init
 
 
 class BNConv(nnx.Module):
@@ -97,7 +77,7 @@ class BNConv(nnx.Module):
             (kernel, kernel),
             padding="SAME",
             use_bias=False,
-            kernel_init=_torch_default_init(c_in * kernel * kernel),
+            kernel_init=torch_default_init(c_in * kernel * kernel),
             rngs=rngs,
         )
 
@@ -167,7 +147,7 @@ class FacemapUNet(nnx.Module):
             ]
         )
         c_head = channels[-1 - n_upsample]
-        head = dict(kernel_init=_torch_default_init(c_head), bias_init=_torch_default_init(c_head), rngs=rngs)
+        head = dict(kernel_init=torch_default_init(c_head), bias_init=torch_default_init(c_head), rngs=rngs)
         self.heatmap_head = nnx.Conv(c_head, n_keypoints, (1, 1), **head)
         self.offset_y_head = nnx.Conv(c_head, n_keypoints, (1, 1), **head)
         self.offset_x_head = nnx.Conv(c_head, n_keypoints, (1, 1), **head)
