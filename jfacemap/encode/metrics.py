@@ -67,9 +67,12 @@ def spatial_groups(
     return (cell % 2) == 1
 
 
-def _ve_from_pcs(Z_test: np.ndarray, Yhat: np.ndarray, U: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Per-neuron VE of Z_test (n, T_test) against Yhat (T_test, k) @ U^T,
+def ve_per_neuron(Z_test: np.ndarray, Yhat: np.ndarray, U: np.ndarray | None, chunk: int = 4096) -> np.ndarray:
+    """Per-neuron VE (n,) of Z_test (n, T_test) against Yhat (T_test, k) @ U^T
+    (or Yhat (T_test, n) itself when U is None: neurons predicted directly),
     in chunks of neurons so the (T_test, n) prediction is never whole."""
+    if U is None:
+        return variance_explained(np.asarray(Z_test).T, Yhat, axis=0)
     out = np.empty(Z_test.shape[0])
     for a in range(0, Z_test.shape[0], chunk):
         pred = Yhat @ np.asarray(U[a : a + chunk], dtype=np.float64).T
@@ -126,7 +129,7 @@ def peer_explainable_variance(
         r = min(rank, pcs[src].shape[1], pcs[dst].shape[1])
         fit = reduced_rank_regression(pcs[src][train], pcs[dst][train], rank=r, lam=lam)
         Yhat = rrr_predict(fit, pcs[src][test])
-        explainable[halves[dst]] = _ve_from_pcs(test_activity[dst], Yhat, loadings[dst])
+        explainable[halves[dst]] = ve_per_neuron(test_activity[dst], Yhat, loadings[dst])
     return explainable
 
 

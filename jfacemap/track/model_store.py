@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from jfacemap.io.jsonable import jsonable
+from jfacemap.io.model_folder import describe, restore_model, write_model_folder
 from jfacemap.nets.unet import FacemapUNet
 
 def _shipped_weights_dir() -> Path:
@@ -96,32 +93,7 @@ def save_tracker(
     info = {"format": FORMAT, "version": VERSION, "bodyparts": [str(b) for b in bodyparts],
             "channels": list(model.channels), "n_upsample": model.n_upsample,
             "kernel": model.kernel, "in_channels": model.in_channels}
-    clash = sorted(set(meta or {}) & set(info))
-    if clash:
-        raise ValueError(f"meta may not set {clash}: they describe the model itself")
-    info |= jsonable(meta or {})
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(tmp / "state", nnx.state(model))
-            checkpointer.wait_until_finished()
-        # Plain writes are enough inside the temporary folder: the rename below publishes it.
-        (tmp / "model.json").write_text(json.dumps(info, indent=2) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is ordinary data
-        old = None
-        if final.exists():  # directories cannot be os.replace'd onto: move the old one aside first
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return write_model_folder(final, model, describe(info, meta))
 
 
 def read_model_json(directory: str | os.PathLike) -> dict:
@@ -154,14 +126,7 @@ def load_tracker(
     if bodyparts is not None and list(bodyparts) != names:
         raise ValueError(f"{path}: model bodyparts {names} differ from the requested {list(bodyparts)}")
     arch = {k: (tuple(info[k]) if k == "channels" else int(info[k])) for k in _ARCH_KEYS}
-    abstract = nnx.eval_shape(lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)))
-    graphdef, target = nnx.split(abstract)
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(path / "state", target)
-    # orbax returns committed arrays; a jitted step fed those first and its own
-    # outputs next would compile twice, so hand back plain fresh copies.
-    state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), state)
-    model = nnx.merge(graphdef, state)
+    model = restore_model(path, lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)))
     model.eval()
     return model, names, info
 
