@@ -1,0 +1,196 @@
+"""The encode stage end to end: neural activity + behaviour -> linear and deep
+predictions, explainable variance, normalised variance explained.
+
+    result = encode_recording(spks, neural_times, behavior, behavior_times, xpos=xpos, ypos=ypos)
+    result.summary["normalized_ve_deep"]
+
+Steps (SPEC section 3): z-score neurons; split the neural frames into 10
+segments (75 % train, 3 s gap, rest test); targets = top 128 neural PCs
+(neurons themselves below 200); reduced-rank regression on 100-ms-smoothed
+behaviour sampled at the neural times; the deep encoder on the behaviour at
+the video rate; per-neuron variance explained on test frames; explainable
+variance by peer prediction when positions are known; population means.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from jfacemap.encode.align import Split, check_timestamps, gaussian_smooth, resample, segment_split
+from jfacemap.encode.linear import RRRFit, reduced_rank_regression, rrr_predict
+from jfacemap.encode.metrics import (
+    cumulative_ve_across_pcs,
+    normalized_ve,
+    peer_explainable_variance,
+    ve_per_neuron,
+)
+from jfacemap.encode.neural_pcs import prediction_targets, zscore
+
+MODELS = ("linear", "deep")
+# SPEC: rank 21 from keypoints, 128 from movie PCs.
+DEFAULT_RANK = {"keypoints": 21, "pcs": 128}
+
+
+@dataclass
+class EncodeResult:
+    """What `encode_recording` computed.
+
+    summary: population figures (fractions of variance, test frames) and settings.
+    split: the train/test neural frames.
+    U: (n_neurons, k) neural PC loadings, or None when neurons were predicted directly.
+    targets: (T_neural, k) what was predicted (PCs V S, or z-scored neurons).
+    predictions: model name -> (T_neural, k) predicted targets on every neural frame.
+    ve: model name -> (n_neurons,) test variance explained per neuron.
+    explainable_ve: (n_neurons,) peer-prediction explainable variance, or None.
+    normalized: model name -> (n_neurons,) per-neuron normalised VE (NaN where
+      explainable <= 1e-3), when explainable_ve is known.
+    cumulative_ve: model name -> (k,) cumulative VE across PCs (fraction of all test variance).
+    linear_fit: the RRR weights; deep_model / deep_history: the trained encoder.
+    """
+
+    summary: dict
+    split: Split
+    U: np.ndarray | None
+    targets: np.ndarray
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    ve: dict[str, np.ndarray] = field(default_factory=dict)
+    explainable_ve: np.ndarray | None = None
+    normalized: dict[str, np.ndarray] = field(default_factory=dict)
+    cumulative_ve: dict[str, np.ndarray] = field(default_factory=dict)
+    linear_fit: RRRFit | None = None
+    deep_model: object | None = None
+    deep_history: list[dict] = field(default_factory=list)
+    behavior_zscore: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def zscore_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, D) -> (z-scored float32, mean (D,), sd (D,)); constant columns get sd 1."""
+    x = np.asarray(x, np.float64)
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return ((x - mean) / sd).astype(np.float32), mean, sd
+
+
+def encode_recording(
+    spks: np.ndarray,
+    neural_times: np.ndarray,
+    behavior: np.ndarray,
+    behavior_times: np.ndarray,
+    *,
+    xpos: np.ndarray | None = None,
+    ypos: np.ndarray | None = None,
+    models: Sequence[str] = MODELS,
+    behavior_kind: str = "keypoints",
+    rank: int | None = None,
+    lam: float = 1e-6,
+    n_pcs: int = 128,
+    peer_mode: str = "strips",
+    seed: int = 0,
+    deep_overrides: dict | None = None,
+    on_epoch: Callable[[int, dict], bool | None] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> EncodeResult:
+    """Predict neural activity from behaviour with the linear and/or deep model.
+
+    Args:
+      spks: (n_neurons, T_neural) activity (any scale; z-scored here).
+      neural_times: (T_neural,) s.
+      behavior: (T_video, D) keypoint coordinates or movie PCs (NaN-free).
+      behavior_times: (T_video,) s; must cover the neural times.
+      xpos, ypos: (n_neurons,) um, for peer prediction (skipped when None).
+      models: any of "linear", "deep".
+      behavior_kind: "keypoints" or "pcs" (sets the default RRR rank: 21 / 128).
+      rank, lam: RRR rank (capped by the data) and ridge penalty.
+      n_pcs: neural PCs to predict (SPEC 128; neurons directly below 200).
+      peer_mode: "strips" (200 um, the paper) or "checkerboard" (400 um, the original).
+      deep_overrides: EncoderRecipe fields to override (e.g. epochs).
+      on_epoch: progress callback of the deep training.
+      log: one-line progress messages.
+    """
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"models must be among {', '.join(MODELS)}, got {list(models)}")
+    spks = np.asarray(spks)
+    if spks.ndim != 2:
+        raise ValueError(f"neural activity must be (neurons, time), got shape {spks.shape}")
+    neural_times = check_timestamps(neural_times, "neural times")
+    behavior_times = check_timestamps(behavior_times, "behaviour times")
+    if spks.shape[1] != len(neural_times):
+        raise ValueError(f"{len(neural_times)} neural timestamps for {spks.shape[1]} neural frames")
+    behavior = np.asarray(behavior)
+    if behavior.ndim != 2 or len(behavior) != len(behavior_times):
+        raise ValueError(f"behaviour must be (time, features) with {len(behavior_times)} rows, got {behavior.shape}")
+    if not np.isfinite(behavior).all():
+        raise ValueError("behaviour has NaN/inf values")
+    if behavior_times[0] > neural_times[0] or behavior_times[-1] < neural_times[-1]:
+        raise ValueError(f"behaviour does not cover the neural recording: neural times "
+                         f"{neural_times[0]:.1f}-{neural_times[-1]:.1f} s, behaviour "
+                         f"{behavior_times[0]:.1f}-{behavior_times[-1]:.1f} s")
+    if (xpos is None) != (ypos is None):
+        raise ValueError("give both xpos and ypos, or neither")
+
+    t0 = time.perf_counter()
+    split = segment_split(neural_times)
+    train, test = split.train_idx, split.test_idx
+    spks_z, _, _ = zscore(spks)
+    targets, U = prediction_targets(spks_z, n_pcs, train_idx=train)
+    x, x_mean, x_sd = zscore_columns(behavior)
+    result = EncodeResult(summary={}, split=split, U=U, targets=targets, behavior_zscore=(x_mean, x_sd))
+    log(f"{spks.shape[0]} neurons x {spks.shape[1]} frames; {len(train)} train / {len(test)} test frames; "
+        f"predicting {'neurons' if U is None else f'{targets.shape[1]} PCs'} from {behavior.shape[1]} features")
+    test_variance = float(np.var(spks_z[:, test], axis=1).sum())
+
+    if "linear" in models:
+        smoothed = gaussian_smooth(x, 0.1, behavior_times)
+        at_neural = resample(smoothed, behavior_times, neural_times)
+        r = rank if rank is not None else DEFAULT_RANK.get(behavior_kind, 21)
+        r = int(min(r, at_neural.shape[1], targets.shape[1]))
+        fit = reduced_rank_regression(at_neural[train], targets[train], rank=r, lam=lam)
+        result.linear_fit = fit
+        result.predictions["linear"] = np.asarray(rrr_predict(fit, at_neural), np.float32)
+        log(f"linear: rank {r} reduced-rank regression")
+
+    if "deep" in models:
+        from jfacemap.encode.deep import encoder_recipe, predict_neural, train_encoder
+
+        train_seconds = float(sum(neural_times[s[-1]] - neural_times[s[0]] for s in split.train))
+        recipe = encoder_recipe(spks.shape[0], train_seconds, **(deep_overrides or {}))
+        model, history = train_encoder(x, behavior_times, targets, neural_times, split.train, recipe=recipe,
+                                       seed=seed, on_epoch=on_epoch, test_segments=split.test)
+        result.deep_model, result.deep_history = model, history
+        result.predictions["deep"] = np.asarray(predict_neural(model, x, behavior_times, neural_times), np.float32)
+        result.summary["deep_recipe"] = recipe.to_dict()
+
+    for name, pred in result.predictions.items():
+        result.ve[name] = ve_per_neuron(spks_z[:, test], pred[test], U)
+        result.cumulative_ve[name] = cumulative_ve_across_pcs(targets[test], pred[test], test_variance) \
+            if U is not None else None
+
+    if xpos is not None:
+        result.explainable_ve = peer_explainable_variance(spks_z, np.asarray(xpos), np.asarray(ypos), split,
+                                                          mode=peer_mode)
+        for name, ve in result.ve.items():
+            population, per_neuron = normalized_ve(ve, result.explainable_ve)
+            result.summary[f"normalized_ve_{name}"] = population
+            result.normalized[name] = per_neuron
+        result.summary["explainable_ve"] = float(np.nanmean(result.explainable_ve))
+    else:
+        log("no neuron positions: explainable variance (peer prediction) and normalised VE skipped")
+    for name, ve in result.ve.items():
+        result.summary[f"ve_{name}"] = float(np.nanmean(ve))
+    if "linear" in result.ve and "deep" in result.ve and result.summary["ve_linear"] > 0:
+        result.summary["deep_over_linear"] = result.summary["ve_deep"] / result.summary["ve_linear"] - 1.0
+    result.summary.update({
+        "n_neurons": int(spks.shape[0]), "n_neural_frames": int(spks.shape[1]),
+        "n_behavior_frames": int(len(behavior)), "n_features": int(behavior.shape[1]),
+        "behavior_kind": behavior_kind, "targets": "neurons" if U is None else f"{targets.shape[1]} PCs",
+        "n_train": int(len(train)), "n_test": int(len(test)), "models": list(result.predictions),
+        "rrr_rank": None if result.linear_fit is None else int(result.linear_fit.rank), "rrr_lambda": lam,
+        "peer_mode": peer_mode if xpos is not None else None, "seed": int(seed),
+        "seconds": time.perf_counter() - t0,
+    })
+    return result
