@@ -9,7 +9,7 @@ import warnings
 import typer
 
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import track, train
+from jfacemap.cli import encode, track, train
 
 app = typer.Typer(
     name="jfacemap",
@@ -25,6 +25,7 @@ app.command("track")(track.track)
 app.command("train")(train.train)
 app.command("finetune")(train.finetune)
 app.command("evaluate")(train.evaluate)
+app.command("encode")(encode.encode)
 
 
 def main(argv: list[str] | None = None) -> None:

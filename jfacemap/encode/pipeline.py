@@ -75,6 +75,22 @@ def zscore_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ((x - mean) / sd).astype(np.float32), mean, sd
 
 
+def deep_recipe(n_neurons: int, neural_times: np.ndarray, overrides: dict | None = None):
+    """The deep encoder's recipe for this recording (the SPEC's small-data rules need
+    the neuron count and the training duration of the default split)."""
+    from jfacemap.encode.deep import encoder_recipe
+
+    split = segment_split(neural_times)
+    train_seconds = float(sum(neural_times[s[-1]] - neural_times[s[0]] for s in split.train))
+    overrides = dict(overrides or {})
+    if "epochs" in overrides and "lr_tail" not in overrides:
+        # A shorter (or longer) run keeps the schedule's shape: the LR drops over the last 1/3 and 1/6.
+        full = encoder_recipe(n_neurons, train_seconds)
+        scale = overrides["epochs"] / full.epochs
+        overrides["lr_tail"] = tuple((max(1, round(n * scale)), m) for n, m in full.lr_tail)
+    return encoder_recipe(n_neurons, train_seconds, **overrides)
+
+
 def encode_recording(
     spks: np.ndarray,
     neural_times: np.ndarray,
@@ -107,7 +123,8 @@ def encode_recording(
       rank, lam: RRR rank (capped by the data) and ridge penalty.
       n_pcs: neural PCs to predict (SPEC 128; neurons directly below 200).
       peer_mode: "strips" (200 um, the paper) or "checkerboard" (400 um, the original).
-      deep_overrides: EncoderRecipe fields to override (e.g. epochs).
+      deep_overrides: EncoderRecipe fields to override (e.g. epochs; the LR
+        schedule's tail is scaled with them unless lr_tail is given too).
       on_epoch: progress callback of the deep training.
       log: one-line progress messages.
     """
@@ -155,10 +172,9 @@ def encode_recording(
         log(f"linear: rank {r} reduced-rank regression")
 
     if "deep" in models:
-        from jfacemap.encode.deep import encoder_recipe, predict_neural, train_encoder
+        from jfacemap.encode.deep import predict_neural, train_encoder
 
-        train_seconds = float(sum(neural_times[s[-1]] - neural_times[s[0]] for s in split.train))
-        recipe = encoder_recipe(spks.shape[0], train_seconds, **(deep_overrides or {}))
+        recipe = deep_recipe(spks.shape[0], neural_times, deep_overrides)
         model, history = train_encoder(x, behavior_times, targets, neural_times, split.train, recipe=recipe,
                                        seed=seed, on_epoch=on_epoch, test_segments=split.test)
         result.deep_model, result.deep_history = model, history
