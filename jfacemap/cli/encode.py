@@ -125,11 +125,12 @@ def encode(
     t_neural = _neural_times(data, neural_times, neural_fps)
     beh = read_behavior(behavior, fps=fps, times=behavior_times, svd_kind=svd_kind)
 
-    from jfacemap.encode.pipeline import deep_recipe, encode_recording
+    from jfacemap.encode.pipeline import check_encode_inputs, deep_recipe, encode_recording
 
     kind = "keypoints" if beh.kind == "keypoints" else "pcs"
     overrides = {} if epochs is None else {"epochs": epochs}
     models = MODEL_CHOICES[model]
+    check_encode_inputs(data.spks, t_neural, beh.values, beh.times, data.xpos, data.ypos, models)
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     if "deep" in models:
         with progress_bar(deep_recipe(data.n_neurons, t_neural, overrides).epochs, "training the deep encoder") as advance:
