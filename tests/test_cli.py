@@ -101,6 +101,15 @@ def test_demo_writes_report_and_figures(tmp_path):
     # the shipped tracker on a session it never saw (seed 1000) lands near the ground truth
     tracking = summary["Tracking"]
     assert tracking["model"] == "base" and tracking["mean_px"] < 4.0, tracking
+    # simulated neurons: the deep encoder beats the linear one; peer prediction is near the truth
+    encode = summary["Encode (neural prediction)"]
+    assert encode["ve_deep"] > 1.5 * encode["ve_linear"] > 0, encode
+    assert abs(encode["explainable_ve"] / encode["true_explainable_ve"] - 1) < 0.3, encode
+    assert encode["ve_deep"] < encode["best_ve"]
+    for name in ("encode_variance.png", "encode_neurons.png"):
+        assert (out / name).stat().st_size > 10_000
+    with np.load(out / "encode" / "features.npz") as features:
+        assert features["features"].shape[1] == 256
 
 
 def test_info_reports_every_bad_file_and_keeps_going(tmp_path):

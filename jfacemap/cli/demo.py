@@ -134,7 +134,61 @@ def stage_tracking(report: Report, ctx: DemoContext) -> None:
     report.section("Tracking", lines, numbers)
 
 
-STAGES = [stage_session, stage_video_io, stage_tracking]
+ENCODE_NEURONS = 2000
+ENCODE_MINUTES = 20.0
+
+
+def stage_encode(report: Report, ctx: DemoContext) -> None:
+    """Simulated neurons driven by this mouse's behaviour, predicted by the linear and the deep model."""
+    from jfacemap.cli.encode import write_encode_outputs
+    from jfacemap.encode.pipeline import deep_recipe, encode_recording
+    from jfacemap.io.behavior import keypoint_coordinates
+    from jfacemap.synth.neural import ground_truth_ve, simulate_neural
+
+    start = time.perf_counter()
+    sim = simulate_neural(n_neurons=ENCODE_NEURONS, duration_s=ENCODE_MINUTES * 60, seed=ctx.seed)
+    x, _ = keypoint_coordinates(sim.keypoints, sim.bodyparts)
+    epochs = deep_recipe(sim.n_neurons, sim.neural_times).epochs
+    with progress_bar(epochs, "training the deep encoder") as advance:
+        result = encode_recording(sim.spks, sim.neural_times, x, sim.behavior_times, xpos=sim.xpos, ypos=sim.ypos,
+                                  on_epoch=lambda epoch, row: advance(1))
+    write_encode_outputs(ctx.out / "encode", result, x, sim.behavior_times, sim.neural_times, sim.xpos, sim.ypos,
+                         {"neural": "jfacemap.synth.simulate_neural", "behavior": "ground-truth keypoints"})
+    test = result.split.test_idx
+    truth = ground_truth_ve(sim, test)
+    s = result.summary
+    best_normalized = float(truth["best_ve"].mean() / truth["explainable_ve"].mean())
+    numbers = {k: s[k] for k in ("explainable_ve", "ve_linear", "ve_deep", "normalized_ve_linear", "normalized_ve_deep")}
+    numbers |= {"true_explainable_ve": float(truth["explainable_ve"].mean()), "best_ve": float(truth["best_ve"].mean()),
+                "best_normalized_ve": best_normalized, "seconds": time.perf_counter() - start}
+    lines = [
+        f"{ENCODE_NEURONS} simulated neurons at 3 Hz for {ENCODE_MINUTES:g} min, driven by non-linear, filtered "
+        "functions of this mouse's keypoints (ground truth, 50 Hz) plus shared latents and noise",
+        f"explainable variance: peer prediction {100 * s['explainable_ve']:.1f}% "
+        f"(simulator's truth {100 * numbers['true_explainable_ve']:.1f}%)",
+        f"variance explained (test): linear {100 * s['ve_linear']:.1f}%, deep {100 * s['ve_deep']:.1f}% "
+        f"(best achievable {100 * numbers['best_ve']:.1f}%)",
+        f"normalised: linear {100 * s['normalized_ve_linear']:.0f}%, deep {100 * s['normalized_ve_deep']:.0f}% "
+        f"(best achievable {100 * best_normalized:.0f}%)",
+        f"outputs in {ctx.out / 'encode'} ({numbers['seconds']:.0f} s)",
+    ]
+    if have_matplotlib():
+        from jfacemap.encode.neural_pcs import predicted_activity
+        from jfacemap.figures.encode import plot_example_neurons, plot_variance_explained
+
+        report.figure(plot_variance_explained(result.ve, result.explainable_ve, ctx.out / "encode_variance.png",
+                                              best=truth["best_ve"]))
+        neurons = np.argsort(-np.nan_to_num(result.explainable_ve))[:5]
+        segment = result.split.test[len(result.split.test) // 2]
+        z = (sim.spks[neurons] - sim.spks[neurons].mean(1, keepdims=True)) / sim.spks[neurons].std(1, keepdims=True)
+        preds = {m: predicted_activity(p[segment], None if result.U is None else result.U[neurons])
+                 for m, p in result.predictions.items()}
+        report.figure(plot_example_neurons(z[:, segment], preds, sim.neural_times[segment],
+                                           ctx.out / "encode_neurons.png", [f"neuron {i}" for i in neurons]))
+    report.section("Encode (neural prediction)", lines, numbers)
+
+
+STAGES = [stage_session, stage_video_io, stage_tracking, stage_encode]
 DEMO_SEED = 1000  # the shipped tracker trained on seeds 0-39 and tested on 100000+ and 200000+
 
 
