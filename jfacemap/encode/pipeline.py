@@ -134,6 +134,7 @@ def encode_recording(
     peer_mode: str = "strips",
     seed: int = 0,
     deep_overrides: dict | None = None,
+    train_fraction: float = 1.0,
     on_epoch: Callable[[int, dict], bool | None] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> EncodeResult:
@@ -150,6 +151,8 @@ def encode_recording(
       rank, lam: RRR rank (capped by the data) and ridge penalty.
       n_pcs: neural PCs to predict (SPEC 128; neurons directly below 200).
       peer_mode: "strips" (200 um, the paper) or "checkerboard" (400 um, the original).
+      train_fraction: use only the first fraction of each training segment
+        (the test frames stay the same): scaling with training time.
       deep_overrides: EncoderRecipe fields to override (e.g. epochs; the LR
         schedule's tail is scaled with them unless lr_tail is given too).
       on_epoch: progress callback of the deep training.
@@ -160,6 +163,11 @@ def encode_recording(
 
     t0 = time.perf_counter()
     split = segment_split(neural_times)
+    if not 0 < train_fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+    if train_fraction < 1:
+        split = Split(tuple(t[: max(2, int(round(len(t) * train_fraction)))] for t in split.train), split.test,
+                      split.n_time)
     train, test = split.train_idx, split.test_idx
     spks_z, _, _ = zscore(spks)
     targets, U = prediction_targets(spks_z, n_pcs, train_idx=train)
@@ -215,6 +223,7 @@ def encode_recording(
         "n_train": int(len(train)), "n_test": int(len(test)), "models": list(result.predictions),
         "rrr_rank": None if result.linear_fit is None else int(result.linear_fit.rank), "rrr_lambda": lam,
         "peer_mode": peer_mode if xpos is not None else None, "seed": int(seed),
+        "train_fraction": float(train_fraction),
         "seconds": time.perf_counter() - t0,
     })
     return result
