@@ -67,6 +67,10 @@ def test_gabor_bank_unit_norm_even_and_odd_phases():
     np.testing.assert_allclose(bank[:, 5:], -bank[::-1, 5:], atol=1e-6)  # sine phase: odd
     zero_crossings = (np.diff(np.sign(bank[:, :5]), axis=0) != 0).sum(0)
     assert np.all(np.diff(zero_crossings) >= 0) and zero_crossings[-1] > zero_crossings[0]  # rising frequency
+    # frequencies log-spaced from 1 to 40 cycles per kernel (0.25-10 Hz for 201 frames at 50 Hz)
+    # (the 1-cycle filter's spectrum peaks at 0: its envelope is wider than its period)
+    peaks = [np.argmax(np.abs(np.fft.rfft(bank[:, j], n=201 * 8))) / 8 for j in range(1, 5)]
+    np.testing.assert_allclose(peaks, np.geomspace(1, 40, 5)[1:], rtol=0.05)
 
 
 @pytest.mark.parametrize("kernel", [21, 201])
