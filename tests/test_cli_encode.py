@@ -58,13 +58,16 @@ def test_both_models_write_every_output(recording, tmp_path):
         assert z["features"].shape == (len(sim.behavior_times), 256)
         assert z["features_neural"].shape == (sim.n_frames, 256)
     assert (out / "encoder" / "model.json").exists()
+    with np.load(out / "clusters.npz") as z:  # 100 clusters capped at neurons / 10
+        assert z["labels"].shape == (300,) and z["r_deep"].shape == z["locality"].shape == (30,)
+    assert "cluster prediction r, deep" in result.stdout
     assert not [p for p in out.iterdir() if "partial" in p.name]
 
 
 def test_bare_npy_needs_a_neural_rate_and_has_no_peer_prediction(recording, tmp_path):
     root, sim = recording
     args = ("--neural", root / "spks.npy", "--behavior", root / "cam_FacemapPose.h5",
-            "--behavior-times", root / "cam_times.npy", "--model", "linear", "--out", tmp_path / "o")
+            "--behavior-times", root / "cam_times.npy", "--model", "linear", "--out", tmp_path / "o", "--clusters", "5")
     assert "--neural-fps" in one_line_error(run_cli(*args))
     result = run_cli(*args, "--neural-times", root / "neural_times.npy")
     assert result.returncode == 0, result.stderr

@@ -21,7 +21,7 @@ def _inputs(sim):
 def test_linear_model_reaches_the_best_value_on_a_linear_simulation(linear_sim):
     sim = linear_sim
     result = encode_recording(sim.spks, sim.neural_times, _inputs(sim), sim.behavior_times,
-                              xpos=sim.xpos, ypos=sim.ypos, models=["linear"])
+                              xpos=sim.xpos, ypos=sim.ypos, models=["linear"], n_clusters=8)
     truth = ground_truth_ve(sim, result.split.test_idx)
     s = result.summary
     assert set(s) >= {"ve_linear", "explainable_ve", "normalized_ve_linear", "n_test", "rrr_rank"}
@@ -32,6 +32,10 @@ def test_linear_model_reaches_the_best_value_on_a_linear_simulation(linear_sim):
     assert abs(s["explainable_ve"] / truth["explainable_ve"].mean() - 1) < 0.25
     per_neuron = np.corrcoef(result.ve["linear"], truth["best_ve"])[0, 1]
     assert per_neuron > 0.8
+    # clusters average the private noise away: their predictions follow them closely; they sit in patches
+    c = result.clusters
+    assert c["labels"].shape == (600,) and c["r_linear"].shape == (8,) and c["sizes"].sum() == 600
+    assert s["cluster_r_linear"] > 0.6 and s["cluster_locality"] > 0.5  # random labels: ~0.2 (sampling noise)
     assert s["normalized_ve_linear"] == pytest.approx(np.nanmean(result.ve["linear"]) / np.nanmean(result.explainable_ve))
     # the cumulative VE across PCs ends at the pooled VE of the predicted activity
     test = result.split.test_idx

@@ -36,6 +36,7 @@ def write_encode_outputs(out: Path, result, behavior: np.ndarray, behavior_times
     predictions.npz: test_idx, train_idx, neural_times, U (neurons x k, absent when neurons are predicted
       directly), targets and <model> predicted targets (T_neural x k); activity = targets @ U.T.
     per_neuron.npz: ve_<model>, explainable_ve, normalized_ve_<model>, xpos, ypos.
+    clusters.npz (with clusters): labels, scales, sizes, r_<model>, locality.
     features.npz (deep): features (T_video x 256) at the video times `times`, features_neural at neural_times.
     encoder/ (deep): the trained network (orbax); linear.npz: the RRR weights.
     """
@@ -48,6 +49,9 @@ def write_encode_outputs(out: Path, result, behavior: np.ndarray, behavior_times
     per_neuron |= {f"normalized_ve_{k}": v for k, v in result.normalized.items()}
     write_npz(paths["per_neuron"], explainable_ve=result.explainable_ve, xpos=xpos, ypos=ypos, **per_neuron,
               **{f"cumulative_ve_{k}": v for k, v in result.cumulative_ve.items() if v is not None})
+    if result.clusters:
+        paths["clusters"] = out / "clusters.npz"
+        write_npz(paths["clusters"], **result.clusters)
     if result.linear_fit is not None:
         fit = result.linear_fit
         paths["linear"] = out / "linear.npz"
@@ -75,6 +79,10 @@ def print_summary(summary: dict) -> None:
     for key, label in SUMMARY_ROWS:
         if key in summary:
             typer.echo(f"{label:42s}{100 * summary[key]:21.1f}%")
+    for key, label in (("cluster_r_linear", "cluster prediction r, linear"), ("cluster_r_deep", "cluster prediction r, deep"),
+                       ("cluster_locality", "cluster locality index (KL, nats)")):
+        if key in summary:
+            typer.echo(f"{label:42s}{summary[key]:22.3f}")
     if "deep_over_linear" in summary:
         typer.echo(f"{'deep vs linear (relative)':42s}{100 * summary['deep_over_linear']:+21.1f}%")
 
@@ -107,6 +115,7 @@ def encode(
     um_per_pixel: Annotated[float, typer.Option(help="Suite2p ROI positions: um per pixel.")] = 1.0,
     epochs: Annotated[Optional[int], typer.Option(help="Deep training epochs (default: the paper's schedule for the data size).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the deep model.")] = 0,
+    clusters: Annotated[int, typer.Option(help="Scaled k-means clusters of neurons (SPEC 100; 0 = none; capped at neurons / 10).")] = 100,
 ) -> None:
     """Predict neural activity from behaviour: reduced-rank regression and/or the deep encoder;
     variance explained on test segments, normalised by peer-predicted explainable variance."""
@@ -119,6 +128,8 @@ def encode(
         raise ValueError(f"--peer must be strips or checkerboard, got {peer!r}")
     if epochs is not None and epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    if clusters < 0:
+        raise ValueError(f"--clusters must be >= 0, got {clusters}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: --out must be a folder")
     data = read_neural(neural, um_per_pixel=um_per_pixel)
@@ -131,15 +142,17 @@ def encode(
     overrides = {} if epochs is None else {"epochs": epochs}
     models = MODEL_CHOICES[model]
     check_encode_inputs(data.spks, t_neural, beh.values, beh.times, data.xpos, data.ypos, models)
+    n_clusters = min(clusters, data.n_neurons // 10)
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     if "deep" in models:
         with progress_bar(deep_recipe(data.n_neurons, t_neural, overrides).epochs, "training the deep encoder") as advance:
             result = encode_recording(data.spks, t_neural, beh.values, beh.times, xpos=data.xpos, ypos=data.ypos,
                                       models=models, behavior_kind=kind, peer_mode=peer, seed=seed,
-                                      deep_overrides=overrides, on_epoch=lambda epoch, row: advance(1), log=log)
+                                      n_clusters=n_clusters, deep_overrides=overrides, on_epoch=lambda epoch, row: advance(1), log=log)
     else:
         result = encode_recording(data.spks, t_neural, beh.values, beh.times, xpos=data.xpos, ypos=data.ypos,
-                                  models=models, behavior_kind=kind, peer_mode=peer, seed=seed, log=log)
+                                  models=models, behavior_kind=kind, peer_mode=peer, seed=seed,
+                                  n_clusters=n_clusters, log=log)
     inputs = {"neural": str(neural), "behavior": str(behavior), "behavior_kind": beh.kind,
               "behavior_columns": list(beh.names)}
     paths = write_encode_outputs(out, result, beh.values, beh.times, t_neural, data.xpos, data.ypos, inputs)

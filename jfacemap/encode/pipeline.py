@@ -50,6 +50,8 @@ class EncodeResult:
       explainable <= 1e-3), when explainable_ve is known.
     cumulative_ve: model name -> (k,) cumulative VE across PCs (fraction of all test variance).
     linear_fit: the RRR weights; deep_model / deep_history: the trained encoder.
+    clusters: (when n_clusters) labels, scales (n_neurons,); r_<model> (n_clusters,)
+      cluster trace vs prediction on test frames; locality (n_clusters,) when positions are known.
     """
 
     summary: dict
@@ -65,6 +67,7 @@ class EncodeResult:
     deep_model: object | None = None
     deep_history: list[dict] = field(default_factory=list)
     behavior_zscore: tuple[np.ndarray, np.ndarray] | None = None
+    clusters: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def zscore_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,6 +138,7 @@ def encode_recording(
     seed: int = 0,
     deep_overrides: dict | None = None,
     train_fraction: float = 1.0,
+    n_clusters: int = 0,
     on_epoch: Callable[[int, dict], bool | None] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> EncodeResult:
@@ -153,6 +157,8 @@ def encode_recording(
       peer_mode: "strips" (200 um, the paper) or "checkerboard" (400 um, the original).
       train_fraction: use only the first fraction of each training segment
         (the test frames stay the same): scaling with training time.
+      n_clusters: scaled k-means clusters of neurons (0 = none; SPEC 100),
+        with each cluster's prediction r and locality index.
       deep_overrides: EncoderRecipe fields to override (e.g. epochs; the LR
         schedule's tail is scaled with them unless lr_tail is given too).
       on_epoch: progress callback of the deep training.
@@ -202,6 +208,14 @@ def encode_recording(
         result.cumulative_ve[name] = cumulative_ve_across_pcs(targets[test], pred[test], test_variance) \
             if U is not None else None
 
+    if n_clusters:
+        result.clusters = cluster_analysis(spks_z, result, n_clusters, xpos, ypos, seed)
+        for name in result.predictions:
+            result.summary[f"cluster_r_{name}"] = float(np.nanmean(result.clusters[f"r_{name}"]))
+        if "locality" in result.clusters:
+            result.summary["cluster_locality"] = float(np.nanmean(result.clusters["locality"]))
+        log(f"{n_clusters} scaled k-means clusters")
+
     if xpos is not None:
         result.explainable_ve = peer_explainable_variance(spks_z, np.asarray(xpos), np.asarray(ypos), split,
                                                           mode=peer_mode)
@@ -223,7 +237,35 @@ def encode_recording(
         "n_train": int(len(train)), "n_test": int(len(test)), "models": list(result.predictions),
         "rrr_rank": None if result.linear_fit is None else int(result.linear_fit.rank), "rrr_lambda": lam,
         "peer_mode": peer_mode if xpos is not None else None, "seed": int(seed),
-        "train_fraction": float(train_fraction),
+        "train_fraction": float(train_fraction), "n_clusters": int(n_clusters),
         "seconds": time.perf_counter() - t0,
     })
     return result
+
+
+def cluster_analysis(spks_z: np.ndarray, result: EncodeResult, n_clusters: int, xpos=None, ypos=None,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """Scaled k-means of the neurons on train frames; per cluster, r between its mean
+    test trace and the mean of its neurons' predictions (computed through U, so the
+    neurons x time prediction is never formed), and the locality index."""
+    from scipy import sparse
+
+    from jfacemap.encode.clusters import cluster_prediction_r, locality_index, scaled_kmeans
+
+    train, test = result.split.train_idx, result.split.test_idx
+    n = spks_z.shape[0]
+    if not 1 <= n_clusters <= n:
+        raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
+    km = scaled_kmeans(spks_z[:, train], n_clusters, seed=seed)
+    counts = np.bincount(km.labels, minlength=n_clusters).astype(np.float64)
+    average = sparse.csr_matrix((1.0 / np.maximum(counts[km.labels], 1), (km.labels, np.arange(n))),
+                                shape=(n_clusters, n))
+    traces = np.asarray(average @ spks_z[:, test].astype(np.float64))  # (n_clusters, T_test)
+    out = {"labels": km.labels, "scales": km.scales, "sizes": counts}
+    for name, pred in result.predictions.items():
+        loadings = average @ result.U if result.U is not None else average
+        cluster_pred = np.asarray(loadings @ pred[test].T.astype(np.float64))
+        out[f"r_{name}"] = cluster_prediction_r(traces, cluster_pred, np.arange(n_clusters))
+    if xpos is not None:
+        out["locality"] = locality_index(np.asarray(xpos), np.asarray(ypos), km.labels, n_clusters=n_clusters)
+    return out
