@@ -9,7 +9,7 @@ import warnings
 import typer
 
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import encode, track, train
+from jfacemap.cli import encode, svd, track, train
 
 app = typer.Typer(
     name="jfacemap",
@@ -26,6 +26,7 @@ app.command("train")(train.train)
 app.command("finetune")(train.finetune)
 app.command("evaluate")(train.evaluate)
 app.command("encode")(encode.encode)
+app.command("svd")(svd.svd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,86 @@
+"""`jfacemap svd`: movie and motion PCs of videos (SPEC section 4), one <video>_svd.npz each."""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from jfacemap.cli.progress import progress_bar
+from jfacemap.io.video import video_info
+
+# Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """'X0,X1,Y0,Y1' (commas and/or spaces) -> four ints; ValueError naming the text otherwise."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ValueError(f"--roi {text!r}: need four integers X0,X1,Y0,Y1 (frame pixels)")
+    return values  # type: ignore[return-value]
+
+
+def svd_path(video: Path, out: Path | None) -> Path:
+    """Where the PCs of `video` go: <out or the video's folder>/<video stem>_svd.npz."""
+    return (out if out is not None else video.parent) / f"{video.stem}_svd.npz"
+
+
+def svd(
+    videos: Annotated[list[Path], typer.Argument(help="Video files.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the outputs (default: beside each video).")] = None,
+    components: Annotated[int, typer.Option("--components", "-n", help="PCs to keep per region and kind.")] = 500,
+    bin_: Annotated[int, typer.Option("--bin", help="Spatial binning: mean over BIN x BIN pixel blocks.")] = 1,
+    roi: Annotated[Optional[list[str]], typer.Option(
+        "--roi", metavar="X0,X1,Y0,Y1", help="A region (frame pixels, ends exclusive) with its own PCs; repeatable.")] = None,
+    no_motion: Annotated[bool, typer.Option("--no-motion", help="Skip motion PCs (|frame difference|).")] = False,
+    no_movie: Annotated[bool, typer.Option("--no-movie", help="Skip movie PCs (frames).")] = False,
+) -> None:
+    """Movie and motion PCs of each VIDEO (full frame and each --roi); writes <video>_svd.npz."""
+    from jfacemap.encode.movie_pcs import check_rois, fit_masks, project_video, sample_plan
+    from jfacemap.encode.movie_pcs_store import save_movie_svd
+
+    if components < 1 or bin_ < 1:
+        raise ValueError(f"--components and --bin must be >= 1, got {components}, {bin_}")
+    if no_motion and no_movie:
+        raise ValueError("--no-motion and --no-movie together leave nothing to compute")
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out must be a folder")
+    rois = [parse_roi(text) for text in roi or []]
+    videos = list({video.resolve(): video for video in videos}.values())  # a file named twice runs once
+    targets = [svd_path(video, out) for video in videos]
+    clash = {t for t in targets if targets.count(t) > 1}
+    if clash:
+        raise ValueError(f"{sorted(clash)[0]}: two videos would write this file; use separate --out folders")
+    # Check every video first (cheap): a bad last one should not fail after hours of work.
+    infos = [video_info(video, exact=False) for video in videos]
+    for video, info in zip(videos, infos):
+        try:
+            check_rois(rois, info.height, info.width, bin_)
+        except ValueError as err:
+            raise ValueError(f"{video}: {err}") from None
+    for video, info, target in zip(videos, infos, targets):
+        start = time.perf_counter()
+        starts, size = sample_plan(max(info.n_frames, 2))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            with progress_bar(len(starts) * size, f"sampling {video.name}") as advance:
+                fit = fit_masks(video, components, bin_, rois, movie=not no_movie, motion=not no_motion,
+                                on_progress=advance)
+        for warning in caught:
+            typer.echo(f"warning: {warning.message}", err=True)
+        with progress_bar(info.n_frames, f"projecting {video.name}") as advance:
+            result = project_video(fit, on_progress=advance)
+        save_movie_svd(target, result)
+        kept = ", ".join(f"{kind} {getattr(result.full, kind + '_masks').shape[0]}" for kind in ("movie", "motion")
+                         if getattr(result.full, kind + "_masks") is not None)
+        extra = f" + {len(rois)} ROI{'s' if len(rois) > 1 else ''}" if rois else ""
+        typer.echo(f"svd        {target}  ({result.n_frames} frames, {kept} PCs{extra}, "
+                   f"{time.perf_counter() - start:.1f} s)")
