@@ -64,3 +64,20 @@ def test_arrays_and_errors(tmp_path):
     with pytest.raises(BehaviorFileError, match="unknown behaviour file type .txt"):
         (tmp_path / "x.txt").write_text("1")
         read_behavior(tmp_path / "x.txt", fps=10)
+
+
+def test_movie_svd_file_gives_motion_or_movie_pcs(tmp_path):
+    from jfacemap.encode.movie_pcs import movie_svd
+    from jfacemap.encode.movie_pcs_store import save_movie_svd
+    from jfacemap.io.video import write_video
+
+    frames = make_session(60, seed=2, size=32).render(0, 60)[0]
+    video = tmp_path / "cam.mkv"
+    write_video(video, frames, fps=50.0, lossless=True)
+    result = movie_svd(video, n_components=5)
+    save_movie_svd(tmp_path / "cam_svd.npz", result)
+    motion = read_behavior(tmp_path / "cam_svd.npz", fps=50.0)
+    movie = read_behavior(tmp_path / "cam_svd.npz", fps=50.0, svd_kind="movie")
+    assert motion.kind == "motion_pcs" and movie.kind == "movie_pcs"
+    assert motion.values.shape == movie.values.shape == (60, 5)
+    np.testing.assert_allclose(movie.values, result.full.movie_pcs, rtol=1e-5)
