@@ -29,7 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 
 from bench.common import machine_info, print_table, write_results  # noqa: E402
 from jfacemap.encode.pipeline import encode_recording  # noqa: E402
@@ -37,7 +36,7 @@ from jfacemap.io.behavior import keypoint_coordinates  # noqa: E402
 from jfacemap.synth.neural import ground_truth_ve, simulate_neural  # noqa: E402
 
 
-def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int | None) -> dict:
+def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int | None, rules: bool = True) -> dict:
     start = time.perf_counter()
     sim = simulate_neural(n_neurons=n_neurons, duration_s=seconds, seed=seed, linear=linear)
     t_sim = time.perf_counter() - start
@@ -48,9 +47,16 @@ def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int
             print(f"  epoch {epoch + 1}: train {row['train_loss']:.4f}"
                   + (f" test {row['test_loss']:.4f}" if row.get("test_loss") is not None else ""), flush=True)
 
+    overrides = {} if epochs is None else {"epochs": epochs}
+    if not rules:  # the paper's full schedule whatever the data size (EncoderRecipe's defaults)
+        from jfacemap.encode.deep import EncoderRecipe
+
+        base = EncoderRecipe()
+        overrides = {"lr": base.lr, "weight_decay": base.weight_decay, "epochs": base.epochs,
+                     "lr_tail": base.lr_tail} | overrides
     start = time.perf_counter()
     result = encode_recording(sim.spks, sim.neural_times, x, sim.behavior_times, xpos=sim.xpos, ypos=sim.ypos,
-                              deep_overrides=None if epochs is None else {"epochs": epochs},
+                              deep_overrides=overrides or None,
                               on_epoch=on_epoch, log=lambda m: print("  " + m, flush=True))
     t_encode = time.perf_counter() - start
     truth = ground_truth_ve(sim, result.split.test_idx)
@@ -81,6 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="deep epochs (default: the paper's schedule)")
     ap.add_argument("--only", choices=("linear", "non-linear"), default=None)
+    ap.add_argument("--no-rules", action="store_true",
+                    help="ignore the small-data rules (< 1 h of training data: LR / 2, 100 fewer epochs)")
     args = ap.parse_args(argv)
 
     rows = []
@@ -89,10 +97,12 @@ def main(argv=None) -> int:
             continue
         print(f"{'linear' if linear else 'non-linear'} simulation: {args.neurons} neurons x {args.minutes:g} min",
               flush=True)
-        rows.append(run_one(linear, args.neurons, args.minutes * 60, args.seed, args.epochs))
+        rows.append(run_one(linear, args.neurons, args.minutes * 60, args.seed, args.epochs, not args.no_rules)
+                    | {"rules": not args.no_rules})
     print_table(rows, ["simulation", "best_ve", "ve_linear", "ve_deep", "true_explainable", "peer_explainable",
                        "best_normalized", "normalized_linear", "normalized_deep", "deep_of_best", "deep_over_linear"])
     name = "encode_simulated" if (args.neurons, args.minutes, args.epochs) == (10_000, 60.0, None) else "encode_simulated_custom"
+    name += "_no_rules" if args.no_rules else ""
     path = write_results(name, {"args": vars(args), "rows": rows, "machine": machine_info()})
     print(f"wrote {path}")
     return 0
