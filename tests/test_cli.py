@@ -110,6 +110,12 @@ def test_demo_writes_report_and_figures(tmp_path):
         assert (out / name).stat().st_size > 10_000
     with np.load(out / "encode" / "features.npz") as features:
         assert features["features"].shape[1] == 256
+    # HMM on those features: states last longer than in the time-shuffled control, which fits worse
+    hmm = summary["HMM (behavioural states)"]
+    assert hmm["test_loglik"] > hmm["control_test_loglik"], hmm
+    assert hmm["lifetime_median_s"] > 2 * hmm["control_lifetime_median_s"], hmm
+    params = np.load(out / "hmm" / "params.npz")
+    np.testing.assert_allclose(params["transition_matrix"].sum(1), 1.0, rtol=1e-5)
 
 
 def test_info_reports_every_bad_file_and_keeps_going(tmp_path):

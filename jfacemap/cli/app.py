@@ -9,7 +9,7 @@ import warnings
 import typer
 
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import encode, svd, track, train
+from jfacemap.cli import encode, hmm, svd, track, train
 
 app = typer.Typer(
     name="jfacemap",
@@ -27,6 +27,7 @@ app.command("finetune")(train.finetune)
 app.command("evaluate")(train.evaluate)
 app.command("encode")(encode.encode)
 app.command("svd")(svd.svd)
+app.command("hmm")(hmm.hmm)
 
 
 def main(argv: list[str] | None = None) -> None:

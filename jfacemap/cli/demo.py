@@ -14,6 +14,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from jfacemap.cli.hmm_demo import stage_hmm
 from jfacemap.cli.progress import progress_bar
 from jfacemap.cli.report import Report
 from jfacemap.figures import have_matplotlib
@@ -188,7 +189,7 @@ def stage_encode(report: Report, ctx: DemoContext) -> None:
     report.section("Encode (neural prediction)", lines, numbers)
 
 
-STAGES = [stage_session, stage_video_io, stage_tracking, stage_encode]
+STAGES = [stage_session, stage_video_io, stage_tracking, stage_encode, stage_hmm]
 DEMO_SEED = 1000  # the shipped tracker trained on seeds 0-39 and tested on 100000+ and 200000+
 
 

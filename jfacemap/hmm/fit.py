@@ -247,16 +247,27 @@ def make_fit_step(optimizer: optax.GradientTransformation) -> Callable:
     return step
 
 
-def _setup(sequences, n_states, sigma2, seed, test_sequences):
+def _setup(sequences, n_states, sigma2, seed, test_sequences, init=None):
     """Checked inputs -> (initial params, padded train batch, padded test batch or None)."""
     seqs = _as_sequences(sequences, n_states, "sequences")
-    params = init_params(seqs, n_states, sigma2, seed)
+    params = init_params(seqs, n_states, sigma2, seed) if init is None else _check_init(init, n_states, seqs)
     if test_sequences is None:
         return params, pad_sequences(seqs), None
     test = _as_sequences(test_sequences, 1, "test_sequences")
     if test[0].shape[1] != seqs[0].shape[1]:
         raise ValueError(f"test sequences have {test[0].shape[1]} features, training ones {seqs[0].shape[1]}")
     return params, pad_sequences(seqs), pad_sequences(test)
+
+
+def _check_init(init: HMMParams, n_states: int, seqs) -> HMMParams:
+    """Starting parameters given by the caller, checked against the data; sigma2 as a float."""
+    K, D = n_states, seqs[0].shape[1]
+    shapes = (np.shape(init.log_transition), np.shape(init.means), np.shape(init.initial_logits))
+    if shapes != ((K, K), (K, D), (K,)):
+        raise ValueError(f"init parameters have shapes {shapes}, expected {((K, K), (K, D), (K,))}")
+    if not (np.isfinite(float(init.sigma2)) and float(init.sigma2) > 0):
+        raise ValueError(f"sigma2 must be a positive number, got {init.sigma2}")
+    return HMMParams(*(jnp.asarray(a, jnp.float32) for a in init[:3]), float(init.sigma2))
 
 
 def _history(train_ll, test_ll, best_step, stopped, train, test) -> FitHistory:
@@ -302,6 +313,7 @@ def fit_hmm(
     patience: int | None = 50,
     min_improvement: float = 1e-5,
     on_step: Callable[[int, float, float | None], None] | None = None,
+    init: HMMParams | None = None,
 ) -> tuple[HMMParams, FitHistory]:
     """Fit by gradient ascent on the exact log-likelihood of all sequences.
 
@@ -312,12 +324,14 @@ def fit_hmm(
     log-likelihood then drives early stopping (else the training one);
     patience: stop after this many steps without a gain of min_improvement
     (nats per timepoint; None never stops early); on_step(step, train_ll,
-    test_ll) after each step. Returns (the parameters with the highest
+    test_ll) after each step; init: starting parameters instead of
+    :func:`init_params` (their sigma2 is then the fixed variance; sigma2
+    and seed are ignored). Returns (the parameters with the highest
     monitored log-likelihood seen, history); the same seed gives the same fit.
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
-    params, train, test = _setup(sequences, n_states, sigma2, seed, test_sequences)
+    params, train, test = _setup(sequences, n_states, sigma2, seed, test_sequences, init)
     fixed_sigma2 = params.sigma2
     optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
     step_fn = make_fit_step(optimizer)
