@@ -158,7 +158,9 @@ def test_movie_pcs_equal_full_svd_of_mean_removed_movie(clip, single):
 
 
 def test_motion_pcs_equal_full_svd_of_abs_frame_differences(clip, single):
-    check_region(single[0].full, clip[1].reshape(T, -1), "motion", T - 2)
+    result = single[0]
+    assert result.full.motion_pcs.shape == (T, T - 2)  # T - 1 differences, minus their mean
+    check_region(result.full, clip[1].reshape(T, -1), "motion", T - 2)
 
 
 def test_roi_gets_its_own_pcs(clip, single):
