@@ -11,6 +11,10 @@ through subprocesses and files, never by importing it here.
 Location: $JFACEMAP_PEER_DIR, else ~/.cache/jfacemap-peers; the facemap venv is
 <that>/facemap-1.0.8. A marker file records a finished build (and how long it
 took), a lock file keeps two processes from building it at once.
+
+The HMM benchmark's peers (dynamax, which brings tensorflow-probability, and
+hmmlearn) live in <that>/hmm-peers, built the same way by `hmm_peers_python()`
+(`python -m bench.peers hmm` builds it by hand, ~2 min).
 """
 
 from __future__ import annotations
@@ -240,7 +244,61 @@ else:
 """.replace("__BODYPARTS__", repr(list(FACEMAP_BODYPARTS)))
 
 
+# ---- HMM peers (dynamax, hmmlearn) ------------------------------------------------------------
+# Versions that resolved together here (dynamax 1.0.3 runs on jax 0.10 and pulls tfp-nightly);
+# a venv of their own keeps tensorflow-probability and scikit-learn out of ours.
+HMM_PEERS = ["dynamax==1.0.3", "hmmlearn==0.3.3"]
+
+
+def hmm_peers_venv_dir() -> Path:
+    return peer_root() / "hmm-peers"
+
+
+def hmm_peers_python(build: bool = True, quiet: bool = True) -> Path:
+    """Python of a venv with dynamax and hmmlearn (the HMM benchmark's peers), built on first use.
+
+    Same contract as `facemap_python`: idempotent, locked, PeerUnavailable (one line) on failure.
+    """
+    venv = hmm_peers_venv_dir()
+    if (venv / MARKER).is_file():
+        return _python_in(venv)
+    if not build:
+        raise PeerUnavailable(f"HMM peer venv not built at {venv}")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / MARKER).is_file():
+            start = time.perf_counter()
+            if venv.exists():
+                shutil.rmtree(venv)
+            _run([sys.executable, "-m", "venv", str(venv)], quiet)
+            pip = [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
+            _run(pip + (["-q"] if quiet else []) + HMM_PEERS, quiet)
+            _run([str(_python_in(venv)), "-c", "import dynamax.hidden_markov_model, hmmlearn.hmm"], quiet)
+            record = {"packages": HMM_PEERS, "build_seconds": round(time.perf_counter() - start, 1),
+                      "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+            (venv / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    return _python_in(venv)
+
+
+def run_peer_script(python: Path, script: str, *args: str, timeout: float = 3600, threads: int | None = None) -> str:
+    """Run `script` (Python source) with a peer venv's `python`, args as sys.argv[1:]; returns stdout.
+    Raises RuntimeError with the stderr tail when it fails."""
+    env = dict(os.environ, PYTHONNOUSERSITE="1")
+    if threads is not None:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    result = subprocess.run([str(python), "-c", script, *map(str, args)], capture_output=True, text=True,
+                            timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"peer script failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["hmm"]:
+        print(hmm_peers_python(quiet=False))
+        print((hmm_peers_venv_dir() / MARKER).read_text())
+        sys.exit(0)
     python = facemap_python(quiet=False)
     print(python)
     print((facemap_venv_dir() / MARKER).read_text())

@@ -1,0 +1,334 @@
+"""HMM stage: recovery of a known 50-state HMM, peers (dynamax, hmmlearn) on the same data, scan timings.
+
+    python -m bench.bench_hmm                 # everything (~30-40 min on 2 CPU cores)
+    python -m bench.bench_hmm --no-peers      # recovery and scans only
+    python -m bench.bench_hmm --quick         # K = 10, T = 6,000: a smoke run
+
+(a) Recovery. Data sampled from a 50-state HMM whose between-state
+transitions are planted forward sequences (i -> i+1 w.p. 0.6, i -> i+2 w.p.
+0.3, labels hidden by a permutation), self-transitions 0.75-0.95 (0.8-4 s at
+5 Hz), means N(0, 0.25^2) in each of 256 features, unit emission noise
+(states explain ~6 % of each feature's variance, the regime in which the
+SPEC's sigma2 = 1 for z-scored deep features makes sense), T = 36,000.
+Split as `jfacemap hmm` does (10 segments, last 25 % test). Our gradient
+fit (Adam, early stopping on test) from the SPEC's init (means = random
+timepoints) for several seeds, then the re-seeding of unused states
+(`jfacemap.hmm.refine`). Reported: Viterbi accuracy after optimal matching
+(linear_sum_assignment), transition-matrix error on matched states, train /
+test log-likelihood against the true parameters', and the sequence analysis
+(forward-sequence lengths vs shuffled runs, reverse / forward near
+transitions) on the fit and on a fit of data from the symmetrised chain.
+(b) Peers, same data, same start (SPEC init, seed 0), fixed sigma2 = 1:
+our gradient fit, our EM, hmmlearn GaussianHMM (spherical, covars frozen,
+EM), dynamax SphericalGaussianHMM (scales frozen; its M step is 50 Adam
+steps, "generalised EM") and dynamax DiagonalGaussianHMM (closed-form EM,
+but it cannot freeze the variances, so it learns them: a larger model).
+Peers run in their own venv (bench.peers.hmm_peers_python), through files.
+(c) Forward pass timings, sequential lax.scan vs lax.associative_scan, float32, CPU.
+
+Writes bench/results/hmm.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+from bench.common import machine_info, print_table, write_results  # noqa: E402
+from jfacemap.hmm.controls import planted_sequence_transitions, sample_markov_chain, symmetrize_transitions  # noqa: E402
+from jfacemap.hmm.fit import (  # noqa: E402
+    HMMParams, fit_hmm, fit_hmm_em, init_params, log_likelihood_per_timepoint, most_likely_states,
+)
+from jfacemap.hmm.inference import associative_forward, forward  # noqa: E402
+from jfacemap.hmm.pipeline import describe_model, split_blocks  # noqa: E402
+from jfacemap.hmm.refine import reseed_proposal  # noqa: E402
+
+
+def planted_hmm(K: int, D: int, T: int, seed: int, symmetric: bool = False, scale: float = 0.25):
+    """(A (K, K), means (K, D), states (T,), x (T, D) float32) with hidden forward sequences."""
+    rng = np.random.default_rng(seed)
+    B = planted_sequence_transitions(K, 0.0, (0.6, 0.3))
+    p = rng.uniform(0.75, 0.95, K)
+    A = np.diag(p) + (1 - p)[:, None] * B
+    if symmetric:
+        A = symmetrize_transitions(A)
+    perm = rng.permutation(K)
+    A = A[np.ix_(perm, perm)]
+    means = rng.normal(size=(K, D)) * scale
+    states = sample_markov_chain(A, T, seed=seed + 1)
+    x = (means[states] + rng.normal(size=(T, D))).astype(np.float32)
+    return A, means, states, x
+
+
+def matched(states_true, states_fit, K):
+    """(accuracy, cols) with cols[i] = fitted state matched to true state i (Hungarian on counts)."""
+    confusion = np.zeros((K, K))
+    np.add.at(confusion, (states_true, states_fit), 1)
+    rows, cols = linear_sum_assignment(-confusion)
+    return confusion[rows, cols].sum() / len(states_true), cols
+
+
+def sequence_stats(A, states, dt=0.2):
+    s = describe_model(A, states, dt).stats
+    return {"sequence_length_ratio": s["sequence_length_ratio"],
+            "reverse_over_forward": s["near_weighted"]["reverse"] / s["near_weighted"]["forward"],
+            "p90_sequence_length": s["p90_sequence_length"]}
+
+
+def score_fit(params, A, states, x, train, test, seconds, steps, label):
+    K = A.shape[0]
+    acc, cols = matched(states, most_likely_states(params, x), K)
+    A_fit = np.asarray(params.transition_matrix, np.float64)[np.ix_(cols, cols)]
+    return {"fit": label, "accuracy": float(acc),
+            "A_mean_abs_err": float(np.abs(A_fit - A).mean()), "A_max_abs_err": float(np.abs(A_fit - A).max()),
+            "self_transition_mean_abs_err": float(np.abs(np.diag(A_fit) - np.diag(A)).mean()),
+            "train_loglik": log_likelihood_per_timepoint(params, train),
+            "test_loglik": log_likelihood_per_timepoint(params, test), "seconds": seconds, "steps": steps}
+
+
+def fit_recipe(train, test, K, seeds, refine, A, states, x, log):
+    """Our fits from each seed, the best (training log-likelihood) re-seeded: (rows, best params, rows' params)."""
+    rows, fits = [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        params, h = fit_hmm(train, K, sigma2=1.0, seed=seed, max_steps=2000, test_sequences=test)
+        row = score_fit(params, A, states, x, train, test, time.perf_counter() - start, len(h.train_loglik),
+                        f"gradient, SPEC init, seed {seed}")
+        log(row)
+        rows.append(row)
+        fits.append(params)
+    best_i = int(np.argmax([r["train_loglik"] for r in rows]))
+    params, best_ll, total = fits[best_i], rows[best_i]["train_loglik"], 0.0
+    for r in range(refine):
+        start = time.perf_counter()
+        proposal, moved = reseed_proposal(params, train)
+        if not moved:
+            break
+        new, h = fit_hmm(train, K, init=proposal, max_steps=2000, test_sequences=test)
+        total += time.perf_counter() - start
+        row = score_fit(new, A, states, x, train, test, total, len(h.train_loglik),
+                        f"+ re-seed round {r + 1} ({moved} states moved), from seed {seeds[best_i]}")
+        log(row)
+        if not row["train_loglik"] > best_ll + 1e-6:
+            break
+        rows.append(row)
+        params, best_ll = new, row["train_loglik"]
+    return rows, params
+
+
+# Runs INSIDE the hmm-peers venv. argv: <method> <folder> <max_iter>; reads train.npy (B, T, D), test.npy
+# (B', T', D), init.npz (initial, A, means, sigma2, tol); prints one JSON line.
+PEER_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+method, folder, max_iter = sys.argv[1], sys.argv[2], int(sys.argv[3])
+train, test = np.load(folder + "/train.npy"), np.load(folder + "/test.npy")
+init = np.load(folder + "/init.npz")
+K, D = init["means"].shape
+sigma2, tol = float(init["sigma2"]), float(init["tol"])
+n_train, n_test = train.shape[0] * train.shape[1], test.shape[0] * test.shape[1]
+
+def converged_at(history):
+    gains = np.diff(history)
+    small = np.flatnonzero(gains < tol)
+    return int(small[0] + 1) if len(small) else len(history)
+
+if method == "hmmlearn":
+    from hmmlearn.hmm import GaussianHMM
+    model = GaussianHMM(n_components=K, covariance_type="spherical", params="stm", init_params="",
+                        n_iter=max_iter, tol=tol * n_train, implementation="scaling")
+    model.startprob_, model.transmat_ = init["initial"], init["A"]
+    model.means_, model.covars_ = init["means"], np.full(K, sigma2)
+    start = time.perf_counter()
+    model.fit(train.reshape(-1, D), [train.shape[1]] * train.shape[0])
+    seconds = time.perf_counter() - start
+    history = np.asarray(model.monitor_.history) / n_train
+    train_ll = model.score(train.reshape(-1, D), [train.shape[1]] * train.shape[0]) / n_train
+    test_ll = model.score(test.reshape(-1, D), [test.shape[1]] * test.shape[0]) / n_test
+    out = {"iterations": len(history), "seconds": seconds, "seconds_to_converge": seconds,
+           "history": history.tolist(), "train_loglik": train_ll, "test_loglik": test_ll}
+else:
+    # Dirichlet concentrations of 1 would be plain maximum likelihood, but dynamax's M step then divides
+    # 0 by 0 for a state with no expected transitions (NaN); 1.001 adds 0.001 pseudo-counts.
+    import jax, jax.numpy as jnp
+    from dynamax.hidden_markov_model import DiagonalGaussianHMM, SphericalGaussianHMM
+    if method == "dynamax_spherical":
+        hmm = SphericalGaussianHMM(K, D, initial_probs_concentration=1.001, transition_matrix_concentration=1.001,
+                                   emission_prior_mean_covariance=1e6)
+        params, props = hmm.initialize(initial_probs=jnp.asarray(init["initial"]), transition_matrix=jnp.asarray(init["A"]),
+                                       emission_means=jnp.asarray(init["means"]),
+                                       emission_scales=jnp.full(K, np.sqrt(sigma2)))
+        props.emissions.scales.trainable = False
+    else:
+        hmm = DiagonalGaussianHMM(K, D, initial_probs_concentration=1.001, transition_matrix_concentration=1.001,
+                                  emission_prior_mean_concentration=1e-6)
+        params, props = hmm.initialize(initial_probs=jnp.asarray(init["initial"]), transition_matrix=jnp.asarray(init["A"]),
+                                       emission_means=jnp.asarray(init["means"]),
+                                       emission_scale_diags=jnp.full((K, D), np.sqrt(sigma2)))
+    xs, xt = jnp.asarray(train), jnp.asarray(test)
+    start = time.perf_counter()
+    hmm.fit_em(params, props, xs, num_iters=2, verbose=False)[1].block_until_ready()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fitted, lps = hmm.fit_em(params, props, xs, num_iters=max_iter, verbose=False)
+    lps.block_until_ready()
+    seconds = time.perf_counter() - start
+    loglik = jax.jit(jax.vmap(hmm.marginal_log_prob, in_axes=(None, 0)))
+    history = np.asarray(lps) / n_train  # includes the (flat) log prior
+    n_conv = converged_at(history)
+    train_ll = float(loglik(fitted, xs).sum()) / n_train
+    test_ll = float(loglik(fitted, xt).sum()) / n_test
+    out = {"iterations": max_iter, "iterations_to_converge": n_conv, "seconds": seconds, "compile_seconds": compile_s,
+           "seconds_to_converge": compile_s + seconds * n_conv / max_iter, "history": history.tolist(),
+           "train_loglik": train_ll, "test_loglik": test_ll}
+print(json.dumps(out))
+"""
+
+
+def run_peers(train, test, start: HMMParams, max_iter: dict[str, int], tol: float, log) -> list[dict]:
+    """hmmlearn and dynamax (max_iter: method -> EM iterations) from the same start; rows with
+    train/test log-likelihood per timepoint and times; tol: convergence, nats per timepoint per iteration."""
+    from bench.peers import PeerUnavailable, hmm_peers_python, run_peer_script
+
+    try:
+        python = hmm_peers_python()
+    except PeerUnavailable as error:
+        log({"fit": "peers", "error": str(error)})
+        return [{"fit": "peers unavailable", "error": str(error)}]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        np.save(f"{folder}/train.npy", np.stack(train))
+        np.save(f"{folder}/test.npy", np.stack(test))
+        np.savez(f"{folder}/init.npz", initial=np.asarray(start.initial, np.float64),
+                 A=np.asarray(start.transition_matrix, np.float64), means=np.asarray(start.means, np.float64),
+                 sigma2=start.sigma2, tol=tol)
+        for method, iterations in max_iter.items():
+            try:
+                out = json.loads(run_peer_script(python, PEER_SCRIPT, method, folder, iterations).strip().splitlines()[-1])
+            except (RuntimeError, ValueError) as error:
+                out = {"error": str(error).splitlines()[-1][:300]}
+            row = {"fit": method, **{k: v for k, v in out.items() if k != "history"}}
+            log(row)
+            rows.append(row)
+    return rows
+
+
+def time_scans(shapes, repeats: int = 3) -> list[dict]:
+    """Best-of-`repeats` seconds of the sequential and associative forward passes, float32 CPU."""
+    rows = []
+    for T, K, which in shapes:
+        key = jax.random.PRNGKey(0)
+        log_em = jax.random.normal(key, (T, K), jnp.float32) * 3.0
+        log_A = jax.nn.log_softmax(3.0 * jnp.eye(K) + 0.1 * jax.random.normal(key, (K, K)), axis=-1)
+        log_init = jnp.full((K,), -np.log(K), jnp.float32)
+        row = {"T": T, "K": K}
+        for name, fn in (("sequential", forward), ("associative", associative_forward)):
+            if name not in which:
+                continue
+            fn(log_init, log_A, log_em)[0].block_until_ready()  # compile
+            best = np.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn(log_init, log_A, log_em)[0].block_until_ready()
+                best = min(best, time.perf_counter() - start)
+            row[f"{name}_s"] = best
+        if "sequential_s" in row and "associative_s" in row:
+            ll_seq, ll_assoc = float(forward(log_init, log_A, log_em)[0]), float(associative_forward(log_init, log_A, log_em)[0])
+            row["loglik_rel_diff"] = abs(ll_seq - ll_assoc) / abs(ll_seq)
+        print(f"  scan {row}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--states", type=int, default=50)
+    parser.add_argument("--features", type=int, default=256)
+    parser.add_argument("--timepoints", type=int, default=36_000)
+    parser.add_argument("--seeds", type=int, default=3, help="SPEC-init fits; the best training likelihood is refined")
+    parser.add_argument("--refine", type=int, default=3)
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--no-scans", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    K, D, T = (10, 64, 6000) if args.quick else (args.states, args.features, args.timepoints)
+    log = lambda row: print("  " + json.dumps(row), flush=True)  # noqa: E731
+    payload = {"machine": machine_info(), "settings": vars(args) | {"K": K, "D": D, "T": T}}
+
+    print(f"(a) recovery: K={K}, D={D}, T={T}", flush=True)
+    A, means, states, x = planted_hmm(K, D, T, seed=0)
+    train_blocks, test_blocks = split_blocks(T)
+    train, test = [x[s] for s in train_blocks], [x[s] for s in test_blocks]
+    truth = HMMParams(jnp.log(jnp.asarray(A, jnp.float32)), jnp.asarray(means, jnp.float32), jnp.zeros(K), 1.0)
+    oracle = {"train_loglik": log_likelihood_per_timepoint(truth, train),
+              "test_loglik": log_likelihood_per_timepoint(truth, test),
+              "accuracy": matched(states, most_likely_states(truth, x), K)[0]}
+    print(f"  true parameters: {oracle}", flush=True)
+    rows, best = fit_recipe(train, test, K, range(args.seeds), args.refine, A, states, x, log)
+    path = most_likely_states(best, x)
+    planted = sequence_stats(np.asarray(best.transition_matrix), path)
+    true_seq = sequence_stats(A, states)
+
+    A_sym, _, states_sym, x_sym = planted_hmm(K, D, T, seed=0, symmetric=True)
+    sym_rows, sym_best = fit_recipe([x_sym[s] for s in train_blocks], [x_sym[s] for s in test_blocks], K, [0],
+                                    args.refine, A_sym, states_sym, x_sym, log)
+    symmetric = sequence_stats(np.asarray(sym_best.transition_matrix), most_likely_states(sym_best, x_sym))
+    payload["recovery"] = {"oracle": oracle, "fits": rows, "symmetric_control_fits": sym_rows,
+                           "sequences": {"fit_planted": planted, "true_planted": true_seq,
+                                         "fit_symmetric": symmetric,
+                                         "true_symmetric": sequence_stats(A_sym, states_sym)}}
+    print_table(rows, ["fit", "accuracy", "A_mean_abs_err", "self_transition_mean_abs_err", "train_loglik",
+                       "test_loglik", "steps", "seconds"])
+    print_table([{"model": k, **v} for k, v in payload["recovery"]["sequences"].items()],
+                ["model", "sequence_length_ratio", "reverse_over_forward", "p90_sequence_length"])
+
+    if not args.no_peers:
+        print("(b) peers from the same start (SPEC init, seed 0)", flush=True)
+        start_params = init_params(train, K, 1.0, seed=0)
+        ours = rows[0] | {"fit": "jfacemap gradient (Adam)"}
+        t0 = time.perf_counter()
+        em, em_h = fit_hmm_em(train, K, sigma2=1.0, seed=0, max_steps=300, min_improvement=1e-5, test_sequences=test)
+        em_row = {"fit": "jfacemap EM", "iterations": len(em_h.train_loglik), "seconds": time.perf_counter() - t0,
+                  "train_loglik": log_likelihood_per_timepoint(em, train), "test_loglik": log_likelihood_per_timepoint(em, test),
+                  "accuracy": matched(states, most_likely_states(em, x), K)[0]}
+        log(em_row)
+        # dynamax's spherical M step runs 50 Adam steps over all the data per EM iteration: slow, so fewer.
+        iterations = {"hmmlearn": 300, "dynamax_spherical": 30 if args.quick else 100, "dynamax_diagonal": 300}
+        peers = run_peers(train, test, start_params, iterations, tol=1e-5, log=log)
+        peer_rows = [{"fit": ours["fit"], "iterations": ours["steps"], "seconds": ours["seconds"],
+                      "train_loglik": ours["train_loglik"], "test_loglik": ours["test_loglik"],
+                      "accuracy": ours["accuracy"]}, em_row, *peers]
+        dyn = next((r for r in peers if r["fit"] == "dynamax_spherical" and "seconds_to_converge" in r), None)
+        if dyn is not None:
+            payload["speed_ratio_dynamax_spherical_over_ours"] = dyn["seconds_to_converge"] / ours["seconds"]
+        payload["peers"] = peer_rows
+        print_table(peer_rows, ["fit", "iterations", "seconds", "train_loglik", "test_loglik", "accuracy"])
+
+    if not args.no_scans:
+        print("(c) forward pass: sequential vs associative scan (float32, CPU)", flush=True)
+        shapes = [(36_000, 50, "sa"), (1_000_000, 10, "sa"), (1_000_000, 20, "sa"), (1_000_000, 50, "s")]
+        if args.quick:
+            shapes = [(6000, 10, "sa")]
+        shapes = [(T_, K_, {"sequential"} | ({"associative"} if "a" in w else set())) for T_, K_, w in shapes]
+        payload["scans"] = time_scans(shapes)
+        print_table(payload["scans"], ["T", "K", "sequential_s", "associative_s", "loglik_rel_diff"])
+
+    path = write_results("hmm_quick" if args.quick else "hmm", payload)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
