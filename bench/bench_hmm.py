@@ -3,6 +3,7 @@
     python -m bench.bench_hmm                 # everything (~30-40 min on 2 CPU cores)
     python -m bench.bench_hmm --no-peers      # recovery and scans only
     python -m bench.bench_hmm --quick         # K = 10, T = 6,000: a smoke run
+    python -m bench.bench_hmm --peers-only --name hmm_peers   # (b) alone
 
 (a) Recovery. Data sampled from a 50-state HMM whose between-state
 transitions are planted forward sequences (i -> i+1 w.p. 0.6, i -> i+2 w.p.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,9 +106,12 @@ def fit_recipe(train, test, K, seeds, refine, A, states, x, log):
     rows, fits = [], []
     for seed in seeds:
         start = time.perf_counter()
-        params, h = fit_hmm(train, K, sigma2=1.0, seed=seed, max_steps=2000, test_sequences=test)
+        curve = []  # (seconds since the start, training log-likelihood per timepoint) after each step
+        params, h = fit_hmm(train, K, sigma2=1.0, seed=seed, max_steps=2000, test_sequences=test,
+                            on_step=lambda step, tr, te: curve.append((time.perf_counter() - start, tr)))
         row = score_fit(params, A, states, x, train, test, time.perf_counter() - start, len(h.train_loglik),
                         f"gradient, SPEC init, seed {seed}")
+        row["curve"] = curve
         log(row)
         rows.append(row)
         fits.append(params)
@@ -187,7 +192,10 @@ else:
     lps.block_until_ready()
     seconds = time.perf_counter() - start
     loglik = jax.jit(jax.vmap(hmm.marginal_log_prob, in_axes=(None, 0)))
-    history = np.asarray(lps) / n_train  # includes the (flat) log prior
+    # fit_em's values are log joint probabilities: data log-likelihood + the log prior of the parameters
+    # (the broad means prior adds ~ -8 nats per mean entry). The prior barely moves with the parameters
+    # (variance 1e6), so subtracting the fitted parameters' log prior leaves the log-likelihood per timepoint.
+    history = (np.asarray(lps) - float(hmm.log_prior(fitted))) / n_train
     n_conv = converged_at(history)
     train_ll = float(loglik(fitted, xs).sum()) / n_train
     test_ll = float(loglik(fitted, xt).sum()) / n_test
@@ -196,6 +204,38 @@ else:
            "train_loglik": train_ll, "test_loglik": test_ll}
 print(json.dumps(out))
 """
+
+
+def seconds_to_reach(curve, target: float) -> float | None:
+    """First time (s) at which a (seconds, log-likelihood) curve reaches `target`; None if never."""
+    for seconds, ll in curve:
+        if ll >= target:
+            return float(seconds)
+    return None
+
+
+def peer_curve(out: dict) -> list[tuple[float, float]]:
+    """(seconds, train log-likelihood) per iteration of a peer: its compile time plus an equal share of
+    the fit time for each iteration (the peers report only the total)."""
+    history = out.get("history") or []
+    n = len(history)
+    per = out["seconds"] / max(n, 1)
+    return [(out.get("compile_seconds", 0.0) + per * (i + 1), float(ll)) for i, ll in enumerate(history)]
+
+
+def same_loglik_speed(ours_curve, peer: dict, tol: float = 1e-3) -> dict:
+    """Time for us and for a peer to first reach the lower of the two final training log-likelihoods
+    (minus tol nats per timepoint), and their ratio (peer / ours)."""
+    theirs = peer_curve(peer)
+    if not theirs or not ours_curve:
+        return {}
+    target = min(max(ll for _, ll in ours_curve), max(ll for _, ll in theirs)) - tol
+    t_ours, t_peer = seconds_to_reach(ours_curve, target), seconds_to_reach(theirs, target)
+    return {"target_train_loglik": target, "ours_seconds": t_ours, "peer_seconds": t_peer,
+            "peer_over_ours": t_peer / t_ours if t_ours and t_peer else None}
+
+
+PEER_TIMEOUT_S = 1200
 
 
 def run_peers(train, test, start: HMMParams, max_iter: dict[str, int], tol: float, log) -> list[dict]:
@@ -217,11 +257,15 @@ def run_peers(train, test, start: HMMParams, max_iter: dict[str, int], tol: floa
                  sigma2=start.sigma2, tol=tol)
         for method, iterations in max_iter.items():
             try:
-                out = json.loads(run_peer_script(python, PEER_SCRIPT, method, folder, iterations).strip().splitlines()[-1])
+                text = run_peer_script(python, PEER_SCRIPT, method, folder, iterations, timeout=PEER_TIMEOUT_S)
+                out = json.loads(text.strip().splitlines()[-1])
+            except subprocess.TimeoutExpired:
+                out = {"error": f"no result within {PEER_TIMEOUT_S} s ({iterations} iterations asked)"}
             except (RuntimeError, ValueError) as error:
-                out = {"error": str(error).splitlines()[-1][:300]}
+                out = {"error": (str(error).splitlines() or ["failed"])[-1][:300]}
             row = {"fit": method, **{k: v for k, v in out.items() if k != "history"}}
             log(row)
+            row["history"] = out.get("history")  # used for time-to-same-likelihood, dropped before writing
             rows.append(row)
     return rows
 
@@ -262,7 +306,10 @@ def main() -> None:
     parser.add_argument("--refine", type=int, default=3)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-scans", action="store_true")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="(b) only: our seed-0 fit against the peers, no re-seeding, no symmetric control, no scans")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--name", default=None, help="results name (default hmm, or hmm_quick with --quick)")
     args = parser.parse_args()
     K, D, T = (10, 64, 6000) if args.quick else (args.states, args.features, args.timepoints)
     log = lambda row: print("  " + json.dumps(row), flush=True)  # noqa: E731
@@ -277,19 +324,22 @@ def main() -> None:
               "test_loglik": log_likelihood_per_timepoint(truth, test),
               "accuracy": matched(states, most_likely_states(truth, x), K)[0]}
     print(f"  true parameters: {oracle}", flush=True)
+    if args.peers_only:
+        args.seeds, args.refine, args.no_scans = 1, 0, True
     rows, best = fit_recipe(train, test, K, range(args.seeds), args.refine, A, states, x, log)
     path = most_likely_states(best, x)
     planted = sequence_stats(np.asarray(best.transition_matrix), path)
     true_seq = sequence_stats(A, states)
 
     A_sym, _, states_sym, x_sym = planted_hmm(K, D, T, seed=0, symmetric=True)
-    sym_rows, sym_best = fit_recipe([x_sym[s] for s in train_blocks], [x_sym[s] for s in test_blocks], K, [0],
-                                    args.refine, A_sym, states_sym, x_sym, log)
-    symmetric = sequence_stats(np.asarray(sym_best.transition_matrix), most_likely_states(sym_best, x_sym))
-    payload["recovery"] = {"oracle": oracle, "fits": rows, "symmetric_control_fits": sym_rows,
-                           "sequences": {"fit_planted": planted, "true_planted": true_seq,
-                                         "fit_symmetric": symmetric,
-                                         "true_symmetric": sequence_stats(A_sym, states_sym)}}
+    sequences = {"fit_planted": planted, "true_planted": true_seq, "true_symmetric": sequence_stats(A_sym, states_sym)}
+    sym_rows = []
+    if not args.peers_only:
+        sym_rows, sym_best = fit_recipe([x_sym[s] for s in train_blocks], [x_sym[s] for s in test_blocks], K, [0],
+                                        args.refine, A_sym, states_sym, x_sym, log)
+        sequences["fit_symmetric"] = sequence_stats(np.asarray(sym_best.transition_matrix),
+                                                    most_likely_states(sym_best, x_sym))
+    payload["recovery"] = {"oracle": oracle, "fits": rows, "symmetric_control_fits": sym_rows, "sequences": sequences}
     print_table(rows, ["fit", "accuracy", "A_mean_abs_err", "self_transition_mean_abs_err", "train_loglik",
                        "test_loglik", "steps", "seconds"])
     print_table([{"model": k, **v} for k, v in payload["recovery"]["sequences"].items()],
@@ -300,22 +350,37 @@ def main() -> None:
         start_params = init_params(train, K, 1.0, seed=0)
         ours = rows[0] | {"fit": "jfacemap gradient (Adam)"}
         t0 = time.perf_counter()
-        em, em_h = fit_hmm_em(train, K, sigma2=1.0, seed=0, max_steps=300, min_improvement=1e-5, test_sequences=test)
+        em_curve = []
+        em, em_h = fit_hmm_em(train, K, sigma2=1.0, seed=0, max_steps=300, min_improvement=1e-5, test_sequences=test,
+                              on_step=lambda step, tr, te: em_curve.append((time.perf_counter() - t0, tr)))
         em_row = {"fit": "jfacemap EM", "iterations": len(em_h.train_loglik), "seconds": time.perf_counter() - t0,
                   "train_loglik": log_likelihood_per_timepoint(em, train), "test_loglik": log_likelihood_per_timepoint(em, test),
                   "accuracy": matched(states, most_likely_states(em, x), K)[0]}
         log(em_row)
-        # dynamax's spherical M step runs 50 Adam steps over all the data per EM iteration: slow, so fewer.
-        iterations = {"hmmlearn": 300, "dynamax_spherical": 30 if args.quick else 100, "dynamax_diagonal": 300}
+        # dynamax's spherical M step runs 50 Adam steps over all the data per EM iteration: ~20 s an
+        # iteration at K = 50, D = 256, T = 27,000 here (100 iterations did not end in 35 min), so fewer.
+        iterations = {"hmmlearn": 300, "dynamax_spherical": 30 if args.quick else 20, "dynamax_diagonal": 300}
         peers = run_peers(train, test, start_params, iterations, tol=1e-5, log=log)
+        em_row["history"] = [ll for _, ll in em_curve]
+        em_row["compile_seconds"] = 0.0
+        em_row["seconds"] = em_curve[-1][0] if em_curve else em_row["seconds"]
+        # Time to the same training log-likelihood: for each other fit, the lower of its final value and
+        # ours; both timed from the start (compilation included), from the same initial parameters.
+        for row in (em_row, *peers):
+            if row.get("history"):
+                row["same_loglik"] = same_loglik_speed(ours["curve"], row)
+                log({"fit": row["fit"], **row["same_loglik"]})
+        for row in (em_row, *peers):
+            row.pop("history", None)
         peer_rows = [{"fit": ours["fit"], "iterations": ours["steps"], "seconds": ours["seconds"],
                       "train_loglik": ours["train_loglik"], "test_loglik": ours["test_loglik"],
                       "accuracy": ours["accuracy"]}, em_row, *peers]
-        dyn = next((r for r in peers if r["fit"] == "dynamax_spherical" and "seconds_to_converge" in r), None)
-        if dyn is not None:
-            payload["speed_ratio_dynamax_spherical_over_ours"] = dyn["seconds_to_converge"] / ours["seconds"]
+        for row in peer_rows:
+            same = row.get("same_loglik") or {}
+            row["x_slower_than_ours"] = same.get("peer_over_ours")
         payload["peers"] = peer_rows
-        print_table(peer_rows, ["fit", "iterations", "seconds", "train_loglik", "test_loglik", "accuracy"])
+        print_table(peer_rows, ["fit", "iterations", "seconds", "train_loglik", "test_loglik", "accuracy", "x_slower_than_ours"])
+        print("x_slower_than_ours: its time / ours to the lower of the two final training log-likelihoods")
 
     if not args.no_scans:
         print("(c) forward pass: sequential vs associative scan (float32, CPU)", flush=True)
@@ -326,7 +391,10 @@ def main() -> None:
         payload["scans"] = time_scans(shapes)
         print_table(payload["scans"], ["T", "K", "sequential_s", "associative_s", "loglik_rel_diff"])
 
-    path = write_results("hmm_quick" if args.quick else "hmm", payload)
+    for row in (*payload["recovery"]["fits"], *payload["recovery"]["symmetric_control_fits"]):
+        if "curve" in row:  # keep ~50 points of each fit's (seconds, train log-likelihood) curve
+            row["curve"] = row["curve"][:: max(1, len(row["curve"]) // 50)] + row["curve"][-1:]
+    path = write_results(args.name or ("hmm_quick" if args.quick else "hmm"), payload)
     print(f"wrote {path}")
 
 

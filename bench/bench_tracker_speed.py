@@ -83,6 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--weights", type=Path, help="torch FMnet state_dict (.pt) instead of random weights")
     ap.add_argument("--no-original", action="store_true", help="skip the original program")
     ap.add_argument("--no-fast", action="store_true", help="skip jfacemap.track.fast_inference")
+    ap.add_argument("--no-module", action="store_true",
+                    help="time only the fast path (tracking's default), not the Flax module itself (still used for the sanity check)")
     ap.add_argument("--name", default=None, help="results name (default tracker_speed_<device kind>)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -366,6 +368,36 @@ def main(argv=None) -> None:
             sanity["original_vs_jfacemap_max_likelihood"] = float(np.abs(theirs[..., 2] - ref[..., 2]).max())
     print("sanity (one frame, batch 1): " + ", ".join(f"{k} {v:.2e}" for k, v in sanity.items()))
 
+    if args.no_module and "jfacemap-fast" in programs:
+        del programs["jfacemap"]
+
+    def payload() -> dict:
+        return {
+            "benchmark": "tracker speed: pre-processing + forward + post-processing, 256x256 uint8 frames",
+            "protocol": {
+                "reps_images_per_run": args.reps,
+                "runs": args.runs,
+                "batch_sizes": args.batch_sizes,
+                "threads": threads,
+                "alternating": True,
+                "weights": str(args.weights) if args.weights else "random (randomised BatchNorm statistics)",
+                "jfacemap": None if "jfacemap" not in programs else
+                "make_predict_fn(model, None, (256, 256), fast=False) on host uint8 frames; block_until_ready + np.asarray",
+                "jfacemap-fast": None if args.no_fast else "make_predict_fn(..., fast=True), tracking's default path",
+                "original": None
+                if args.no_original
+                else "facemap 1.0.8: transforms.preprocess_img + pose_helper_functions.predict + "
+                "transforms.adjust_keypoints (Pose.predict_landmarks' timed body), torch CPU, no_grad",
+            },
+            "machine": info,
+            "sanity": sanity,
+            "rows": rows,
+            "detail": detail,
+            "notes": notes,
+        }
+
+    results_name = args.name or f"tracker_speed_{device_kind_name(device)}"
+
     # ---- timing
     rows, detail = [], {}
     for b in args.batch_sizes:
@@ -409,7 +441,8 @@ def main(argv=None) -> None:
                 row[f"{name} ms/img"] = med
                 row[f"{name} fps"] = 1e3 / med
         if per.get("original"):
-            row["speedup"] = row["original ms/img"] / row["jfacemap ms/img"]
+            if "jfacemap ms/img" in row:
+                row["speedup"] = row["original ms/img"] / row["jfacemap ms/img"]
             if "jfacemap-fast ms/img" in row:
                 row["fast speedup"] = row["original ms/img"] / row["jfacemap-fast ms/img"]
         rows.append(row)
@@ -421,6 +454,7 @@ def main(argv=None) -> None:
         }
         if orig_error:
             detail[str(b)]["original_error"] = orig_error
+        write_results(results_name, payload())  # after every batch size: a cut run keeps what it finished
 
     if original is not None:
         original.close()
@@ -444,30 +478,7 @@ def main(argv=None) -> None:
     for note in notes:
         print("NOTE:", note)
 
-    payload = {
-        "benchmark": "tracker speed: pre-processing + forward + post-processing, 256x256 uint8 frames",
-        "protocol": {
-            "reps_images_per_run": args.reps,
-            "runs": args.runs,
-            "batch_sizes": args.batch_sizes,
-            "threads": threads,
-            "alternating": True,
-            "weights": str(args.weights) if args.weights else "random (randomised BatchNorm statistics)",
-            "jfacemap": "make_predict_fn(model, None, (256, 256)) on host uint8 frames; block_until_ready + np.asarray",
-            "jfacemap-fast": None if args.no_fast else "make_predict_fn(..., fast=True)",
-            "original": None
-            if args.no_original
-            else "facemap 1.0.8: transforms.preprocess_img + pose_helper_functions.predict + "
-            "transforms.adjust_keypoints (Pose.predict_landmarks' timed body), torch CPU, no_grad",
-        },
-        "machine": info,
-        "sanity": sanity,
-        "rows": rows,
-        "detail": detail,
-        "notes": notes,
-    }
-    name = args.name or f"tracker_speed_{device_kind_name(device)}"
-    path = write_results(name, payload)
+    path = write_results(results_name, payload())
     print(f"wrote {path}")
 
 

@@ -20,6 +20,7 @@ from jfacemap.encode.deep import (
     make_window,
     predict_neural,
     sample_frames,
+    sample_positions,
     save_encoder,
     train_encoder,
     window_loss,
@@ -109,17 +110,25 @@ def test_sample_frames_last_video_frame_at_or_before():
         sample_frames(xt, [-0.01, 0.1])
 
 
-def test_features_at_neural_times_are_the_sampled_video_frames():
+def test_sample_positions_interpolate_between_video_frames():
+    xt = np.array([0.0, 0.1, 0.25, 0.3, 0.5])
+    frames, frac = sample_positions(xt, [0.0, 0.05, 0.2, 0.3, 0.5, 0.6])
+    np.testing.assert_array_equal(frames, [0, 0, 1, 3, 4, 4])
+    np.testing.assert_allclose(frac, [0.0, 0.5, 2 / 3, 0.0, 0.0, 0.0], atol=1e-6)
+
+
+def test_features_at_neural_times_interpolate_the_video_rate_features():
     m = _model()
     rng = np.random.default_rng(4)
     X = rng.standard_normal((400, 3)).astype(np.float32)
     xt = np.cumsum(rng.uniform(0.015, 0.025, 400))  # jittered ~50 Hz
     yt = np.linspace(xt[0] + 0.001, xt[-1] - 0.001, 37)
-    expected = np.array([np.max(np.flatnonzero(xt <= t)) for t in yt])  # brute force
     full = behavioural_features(m, X)
-    np.testing.assert_allclose(behavioural_features(m, X, xt, yt), full[expected], rtol=1e-5, atol=1e-6)
+    # brute force: each feature column interpolated in time at the neural times
+    expected = np.stack([np.interp(yt, xt, full[:, j]) for j in range(full.shape[1])], axis=1)
+    np.testing.assert_allclose(behavioural_features(m, X, xt, yt), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(predict_neural(m, X, xt, yt),
-                               np.asarray(m.readout(jnp.asarray(full[expected]))), rtol=1e-5, atol=1e-5)
+                               np.asarray(m.readout(jnp.asarray(expected))), rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------- windows / loss ---
@@ -144,7 +153,7 @@ def test_padding_changes_neither_loss_nor_gradient(first):
     # exact window by hand: context clipped at the recording start, no bucket padding
     a = max(frames[0] - 15, 0)
     exact = Window(X[a : frames[-1] + 16], np.ones(frames[-1] + 16 - a, bool), (frames - a).astype(np.int32),
-                   Y, np.ones(17, bool))
+                   np.zeros(17, np.float32), Y, np.ones(17, bool))
     loss_p, grads_p = _loss_and_grads(m, padded)
     loss_e, grads_e = _loss_and_grads(m, exact)
     # independent reference: features of the whole recording (float64 numpy) at the frames
@@ -170,8 +179,9 @@ def test_chunked_prediction_equals_one_shot():
     np.testing.assert_allclose(behavioural_features(m, X, chunk=37), one_shot, rtol=1e-5, atol=1e-6)
     big = predict_neural(m, X, xt, yt, chunk=10**6)
     np.testing.assert_allclose(predict_neural(m, X, xt, yt, chunk=7), big, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(big, np.asarray(m.readout(jnp.asarray(one_shot[sample_frames(xt, yt)]))),
-                               rtol=1e-5, atol=1e-5)
+    frames, frac = sample_positions(xt, yt)
+    between = (1 - frac[:, None]) * one_shot[frames] + frac[:, None] * one_shot[np.minimum(frames + 1, 999)]
+    np.testing.assert_allclose(big, np.asarray(m.readout(jnp.asarray(between))), rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------- recipe ---

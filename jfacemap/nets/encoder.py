@@ -147,12 +147,20 @@ class NeuralEncoder(nnx.Module):
         conv = jnp.transpose(conv.reshape(b, c, t, self.n_filters), (0, 2, 1, 3))  # (B, T, n_in, n_filters)
         return self._head(conv)
 
-    def features_at(self, x: jax.Array, positions: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+    def features_at(self, x: jax.Array, positions: jax.Array, valid: jax.Array | None = None,
+                    frac: jax.Array | None = None) -> jax.Array:
         """Deep features at chosen frames only (equal to `self(x, valid)[:, positions]`).
 
         x: (B, L, n_in) float32; positions: (B, M) int frame indices into L;
-        valid: (B, L) bool or None. Returns (B, M, n_features) float32.
+        valid: (B, L) bool or None; frac: (B, M) float32 in [0, 1] or None: the
+        features at a time between two frames, (1 - frac) F[p] + frac F[p + 1]
+        (p + 1 must lie in L). Returns (B, M, n_features) float32.
         """
+        if frac is not None:
+            M = positions.shape[1]
+            both = self.features_at(x, jnp.concatenate([positions, positions + 1], axis=1), valid)
+            w = frac[..., None]
+            return (1.0 - w) * both[:, :M] + w * both[:, M:]
         h = self._mixed(x, valid)
         half = self.half_width
         h = jnp.pad(h, ((0, 0), (half, half), (0, 0)))  # the conv's zero padding at the window edges
