@@ -9,7 +9,7 @@ import warnings
 import typer
 
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import encode, hmm, svd, track, train
+from jfacemap.cli import encode, hmm, refine, svd, track, train
 
 app = typer.Typer(
     name="jfacemap",
@@ -28,6 +28,7 @@ app.command("evaluate")(train.evaluate)
 app.command("encode")(encode.encode)
 app.command("svd")(svd.svd)
 app.command("hmm")(hmm.hmm)
+app.command("refine")(refine.refine)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,8 @@ def plot_transitions(A: np.ndarray, order: np.ndarray, sparsity: np.ndarray, pat
     self-transitions, rows renormalised), sorted; right: transition sparsity
     (K-1,) (cumulative probability of the n most likely next states), with a
     shuffled-data control when given."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     A = np.asarray(A, np.float64)
     sorted_A = A[np.ix_(order, order)]
@@ -45,6 +47,8 @@ def plot_transitions(A: np.ndarray, order: np.ndarray, sparsity: np.ndarray, pat
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("to state (sorted)")
         ax.set_ylabel("from state (sorted)")
+        for axis in (ax.xaxis, ax.yaxis):  # states are whole numbers: no 2.5 ticks on small models
+            axis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, shrink=0.8)
     n = np.arange(1, len(sparsity) + 1)
     axes[2].plot(n, sparsity, color="k", label="data")
