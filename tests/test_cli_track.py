@@ -165,16 +165,17 @@ def test_labels_from_facemap_h5_with_video_or_images(project, tmp_path):
     assert images.shape == (2, 8, 9) and list(images[:, 0, 0]) == [3, 7]
 
 
-def test_dlc_h5_points_to_the_csv(tmp_path):
+def test_broken_dlc_h5_names_the_file_and_points_to_the_csv(tmp_path):
     import h5py
 
     from jfacemap.track.labels import load_labelled_frames
 
     path = tmp_path / "CollectedData_me.h5"
-    with h5py.File(path, "w") as f:  # what pandas' to_hdf(format="table") leaves, in outline
+    with h5py.File(path, "w") as f:  # a pandas group with none of the table's data
         f.create_group("df_with_missing").attrs["pandas_type"] = "frame_table"
-    with pytest.raises(ValueError, match=r"CollectedData_me\.h5: DeepLabCut \.h5 .* export it to CSV"):
+    with pytest.raises(ValueError, match=r"CollectedData_me\.h5: .*table_type") as plain:
         load_labelled_frames(path)
+    assert "CSV" not in str(plain.value)
     path.with_suffix(".csv").write_text("scorer\n")
-    with pytest.raises(ValueError, match=r"use the CSV beside it .*CollectedData_me\.csv"):
+    with pytest.raises(ValueError, match=r"the CSV beside it .*CollectedData_me\.csv"):
         load_labelled_frames(path)

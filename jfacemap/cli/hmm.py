@@ -41,7 +41,7 @@ def load_features(path: Path, fps: Optional[float] = None) -> tuple[np.ndarray, 
 
     An encode output folder or its features.npz (`features` at `times`), another
     .npz with one 2-D array, a .npy (time x features), or keypoints
-    (`_FacemapPose.h5` / DeepLabCut .csv -> x, y of each bodypart, gaps filled).
+    (`_FacemapPose.h5` / DeepLabCut .csv or .h5 -> x, y of each bodypart, gaps filled).
     fps: frame rate; default: from `times` when the file has them, else 50 Hz.
     """
     from jfacemap.io.behavior import read_behavior

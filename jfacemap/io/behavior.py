@@ -1,6 +1,6 @@
 """Behaviour time series for the encode and HMM stages, from the files people have.
 
-- keypoints: `_FacemapPose.h5` or a DeepLabCut CSV -> x and y of each
+- keypoints: `_FacemapPose.h5` or a DeepLabCut CSV or .h5 -> x and y of each
   bodypart (the paper's 11 analysis bodyparts, 22 coordinates, when the file
   has them all; else every bodypart). Short NaN gaps (occlusions, filtered
   outliers) are filled by linear interpolation in time.
@@ -155,7 +155,7 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
             names, kind = [f"feature{i}" for i in range(values.shape[1])], "array"
         else:
             raise BehaviorFileError(f"{p}: unknown behaviour file type {suffix or '(none)'}; expected a "
-                                    "_FacemapPose.h5, a DeepLabCut .csv, a _svd.npz or a .npy/.npz array")
+                                    "_FacemapPose.h5, a DeepLabCut .csv/.h5, a _svd.npz or a .npy/.npz array")
     except (OSError, EOFError) as error:
         raise BehaviorFileError(f"{p}: cannot read it ({error})") from None
     if kind != "keypoints" and not np.isfinite(values).all():

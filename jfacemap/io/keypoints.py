@@ -1,4 +1,5 @@
-"""Keypoint files: Facemap's `_FacemapPose.h5` and DeepLabCut's label/prediction CSV.
+"""Keypoint files: Facemap's `_FacemapPose.h5` and DeepLabCut's label/prediction CSV
+(DeepLabCut's .h5 is read by `jfacemap.io.dlc_h5`).
 
 A keypoint array is (frames, keypoints, 3): x, y in pixels (x right, y
 down, image origin at the top-left pixel), and likelihood in [0, 1]; NaN where
@@ -354,16 +355,24 @@ def load_label_frames(table: LabelTable, video_path: str | os.PathLike) -> np.nd
 
 
 def read_keypoints(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """(keypoints (T, K, 3) float32, bodyparts) from a Facemap .h5 or a DeepLabCut .csv."""
+    """(keypoints (T, K, 3) float32, bodyparts) from a Facemap .h5 or a DeepLabCut .csv or .h5.
+
+    An .h5 holding a pandas DataFrame is DeepLabCut's (read by `jfacemap.io.dlc_h5`).
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".h5", ".hdf5"):
+        from jfacemap.io.dlc_h5 import is_pandas_h5, read_dlc_h5  # it imports this module
+
+        if is_pandas_h5(p):
+            table = read_dlc_h5(p)
+            return table.keypoints.astype(np.float32), table.bodyparts
         return read_facemap_pose(p)
     if suffix == ".csv":
         table = read_dlc_csv(p)
         return table.keypoints.astype(np.float32), table.bodyparts
     raise KeypointFileError(f"{p}: unknown keypoint file type {suffix or '(none)'}; "
-                            "expected a Facemap .h5 or a DeepLabCut .csv")
+                            "expected a Facemap .h5 or a DeepLabCut .csv or .h5")
 
 
 def validate_bodyparts(

@@ -63,7 +63,7 @@ _SAFE_GLOBALS = {
 }
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
+class ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
@@ -83,7 +83,7 @@ def load_object_npy(path: str | os.PathLike) -> np.ndarray:
         if dtype != object:
             return np.load(p, allow_pickle=False)
         try:
-            array = _ArrayOnlyUnpickler(io.BytesIO(f.read())).load()
+            array = ArrayOnlyUnpickler(io.BytesIO(f.read())).load()
         except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as error:
             raise NeuralFileError(f"{p}: cannot read it safely ({error})") from None
     return np.asarray(array, dtype=object).reshape(shape)

@@ -9,10 +9,10 @@ Formats (chosen by content, not only by extension):
   t of `video`, or of the file's own `frame_indices` dataset if it has one;
   images may also be stored in the file as an `images` (N, H, W) uint8
   dataset. Rows with no labelled keypoint are skipped.
-- DeepLabCut h5 is a pandas (PyTables) table whose column names are pickled
-  Python objects: reading them means unpickling the file, which we never do
-  for files we did not write, so it gets a one-line error pointing to the CSV
-  that DeepLabCut saves beside it.
+- DeepLabCut h5 (a pandas DataFrame, told from Facemap's by content): rows
+  name images like the CSV, read by `jfacemap.io.dlc_h5` without pandas and
+  without running the file's pickles; if it cannot be read, the error points
+  to the CSV that DeepLabCut saves beside it.
 
 Keypoints are (N, K, 3) float32 x, y in the images' own pixels and
 likelihood; NaN where a keypoint is not labelled.
@@ -27,6 +27,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from jfacemap.io.dlc_h5 import read_dlc_h5
 from jfacemap.io.keypoints import (
     KeypointFileError,
     LabelTable,
@@ -68,7 +69,7 @@ def load_labelled_frames(
     """Read a labels file and the frames it labels.
 
     Args:
-      labels_path: DeepLabCut CSV or Facemap pose h5 (see module docstring).
+      labels_path: DeepLabCut CSV or h5, or Facemap pose h5 (see module docstring).
       video: the video the rows' frame indices refer to, where they do.
       bodyparts: a model's skeleton: the keypoints are reordered to it (NaN
         for bodyparts the labels lack); a label bodypart not in it is an error.
@@ -86,7 +87,7 @@ def load_labelled_frames(
         table, images = _read_h5_labels(p, video)
     else:
         raise LabelError(f"{p}: unknown labels file type {suffix or '(none)'}; expected a "
-                         "DeepLabCut .csv or a Facemap .h5")
+                         "DeepLabCut .csv or .h5 or a Facemap .h5")
     if len(table.index) == 0:
         raise LabelError(f"{p}: no labelled frames")
     keypoints = table.keypoints.astype(np.float32)
@@ -119,11 +120,14 @@ def _read_h5_labels(p: Path, video: str | os.PathLike | None) -> tuple[LabelTabl
     except OSError:
         raise LabelError(f"{p}: not an HDF5 file") from None
     if "Facemap" not in top:
-        if pandas or "df_with_missing" in top:
-            sibling = p.with_suffix(".csv")
-            hint = f"use the CSV beside it ({sibling})" if sibling.is_file() else "export it to CSV"
-            raise LabelError(f"{p}: DeepLabCut .h5 is a pandas table that cannot be read without "
-                             f"unpickling; {hint}")
+        if pandas:
+            try:
+                table = read_dlc_h5(p)
+            except KeypointFileError as error:
+                sibling = p.with_suffix(".csv")
+                hint = f"; the CSV beside it ({sibling}) may be read instead" if sibling.is_file() else ""
+                raise LabelError(f"{error}{hint}") from None
+            return table, _frames_for(table, p, video)
         raise LabelError(f"{p}: neither Facemap nor DeepLabCut labels (top level has: "
                          f"{', '.join(top) or 'nothing'})")
     keypoints, names = read_facemap_pose(p)
