@@ -30,7 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from jfacemap.io.keypoints import KeypointFileError, LabelTable
+from jfacemap.io.keypoints import KeypointFileError, LabelTable, open_h5
 from jfacemap.io.neural import ArrayOnlyUnpickler
 
 __all__ = ["is_pandas_h5", "read_dlc_h5"]
@@ -260,13 +260,7 @@ def read_dlc_h5(path: str | os.PathLike) -> LabelTable:
     none and NaN where a keypoint is missing. KeypointFileError (one line
     naming the file) for multi-animal files and any other layout.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise KeypointFileError(f"{p}: no such file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError:
-        raise KeypointFileError(f"{p}: not an HDF5 file") from None
+    p, f = open_h5(path)
     with f:
         keys = _pandas_groups(f)
         if not keys:

@@ -102,19 +102,24 @@ def _default_order(names: Sequence[str]) -> list[str]:
     return known + sorted(b for b in names if b not in FACEMAP_BODYPARTS)
 
 
+def open_h5(path: str | os.PathLike) -> tuple[Path, h5py.File]:
+    """(path, the open HDF5 file to read); KeypointFileError naming the file if it is missing or not HDF5."""
+    p = Path(path)
+    if not p.is_file():
+        raise KeypointFileError(f"{p}: no such file")
+    try:
+        return p, h5py.File(p, "r")
+    except OSError:
+        raise KeypointFileError(f"{p}: not an HDF5 file") from None
+
+
 def read_facemap_pose(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """(keypoints (T, K, 3) float32, bodyparts) from a Facemap pose h5 file.
 
     Order: the `bodyparts` attribute if the file has one (ours do), else
     Facemap's own order for the names it knows, then the rest alphabetically.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise KeypointFileError(f"{p}: no such file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError:
-        raise KeypointFileError(f"{p}: not an HDF5 file") from None
+    p, f = open_h5(path)
     with f:
         if _GROUP not in f:
             raise KeypointFileError(f"{p}: no '{_GROUP}' group (top level has: "
