@@ -51,6 +51,12 @@ def server(inputs, models_home, tmp_path_factory):
     srv.stop()
 
 
+def test_serve_returns_the_url_without_blocking(server):
+    assert isinstance(server, str) and server == server.url == f"http://127.0.0.1:{server.port}/"
+    status, _, page = request(server, "GET", "/")
+    assert status == 200 and b"<html" in page.lower()
+
+
 def _labels_body(frame: dict, dx: float = 0.0, hidden: tuple[str, ...] = ()) -> dict:
     return {"frame": frame["id"], "keypoints": [
         {"name": p["name"], "visible": False} if p["name"] in hidden else

@@ -8,6 +8,6 @@ in `static/`, served by the standard library (server.py); the labels go to
 `<project>/CollectedData.csv` as they are made (project.py).
 """
 
-from jfacemap.refine.server import RefineServer, make_server, serve
+from jfacemap.refine.server import RefineServer, ServedURL, make_server, serve
 
-__all__ = ["serve", "make_server", "RefineServer"]
+__all__ = ["serve", "make_server", "RefineServer", "ServedURL"]

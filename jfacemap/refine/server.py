@@ -31,9 +31,10 @@ from urllib.parse import urlsplit
 from jfacemap.io.jsonable import jsonable
 from jfacemap.refine.session import RefineSession, RequestError
 
-__all__ = ["RefineServer", "serve", "make_server", "is_loopback"]
+__all__ = ["RefineServer", "ServedURL", "serve", "make_server", "is_loopback"]
 
 MAX_BODY = 1 << 20
+DRAIN_LIMIT = 16 * MAX_BODY  # oversized bodies up to this are read (and dropped) before the 413
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/index.html": ("index.html", "text/html; charset=utf-8"),
           "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -98,6 +99,15 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise RequestError(411, "a Content-Length header is required")
         if int(length) > MAX_BODY:
+            # Read and drop a moderately oversized body first: a client still sending it would
+            # otherwise get a reset connection instead of this answer. A huge one is not read.
+            left = int(length) if int(length) <= DRAIN_LIMIT else 0
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            self.close_connection = True
             raise RequestError(413, f"body over {MAX_BODY} bytes")
         raw = self.rfile.read(int(length))
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -223,10 +233,36 @@ def make_server(videos: Sequence[str | os.PathLike] | str | os.PathLike, model: 
     return RefineServer(session, host, port, quiet)
 
 
+class ServedURL(str):
+    """The page's URL, a plain `str`, that also holds its running server:
+    `.port`, `.url`, `.server` (the RefineServer) and `.stop()`."""
+
+    server: RefineServer
+
+    def __new__(cls, server: RefineServer) -> "ServedURL":
+        url = super().__new__(cls, server.url)
+        url.server = server
+        return url
+
+    @property
+    def url(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, wait: float = 120.0) -> None:
+        self.server.stop(wait)
+
+    def _repr_html_(self) -> str:
+        return self.server._repr_html_()
+
+
 def serve(videos: Sequence[str | os.PathLike] | str | os.PathLike, model: str | os.PathLike | None = None,
           project: str | os.PathLike = "refine-project", *, host: str = "127.0.0.1", port: int = 0,
-          **options) -> RefineServer:
+          **options) -> ServedURL:
     """Start refining `videos` with `model` in `project` without blocking (for
-    notebooks): the server runs in a daemon thread; `str(server)` / `server.url`
-    is the page's address, `server.stop()` ends it. `port=0` picks a free port."""
-    return make_server(videos, model, project, host=host, port=port, **options).start()
+    notebooks) and return the page's URL: the server runs in a daemon thread;
+    the returned string's `.stop()` ends it. `port=0` picks a free port."""
+    return ServedURL(make_server(videos, model, project, host=host, port=port, **options).start())
