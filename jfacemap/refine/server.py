@@ -26,7 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from jfacemap.io.jsonable import jsonable
 from jfacemap.refine.session import RefineSession, RequestError
@@ -186,7 +186,7 @@ class RefineServer:
         self.session, self.host = session, host
         self.port = int(self.httpd.server_address[1])
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else ("[::1]" if host == "::" else host)
-        self.url = f"http://{shown}:{self.port}/"
+        self.url = urlunsplit(("http", f"{shown}:{self.port}", "/", "", ""))
         self._thread: threading.Thread | None = None
 
     def start(self) -> "RefineServer":
