@@ -80,16 +80,21 @@ def facemap_python(build: bool = True, quiet: bool = True) -> Path:
     Raises PeerUnavailable (one line) when the build fails or `build` is False
     and the venv is not there.
     """
-    venv = facemap_venv_dir()
+    return _built_venv(facemap_venv_dir(), "facemap", _build_facemap, build, quiet)
+
+
+def _built_venv(venv: Path, what: str, builder, build: bool, quiet: bool) -> Path:
+    """The python of `venv`, running builder(venv, quiet) first if its MARKER is missing,
+    under a file lock (another process may be building it)."""
     if (venv / MARKER).is_file():
         return _python_in(venv)
     if not build:
-        raise PeerUnavailable(f"facemap peer venv not built at {venv}")
+        raise PeerUnavailable(f"{what} peer venv not built at {venv}")
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / MARKER).is_file():
-            _build_facemap(venv, quiet)
+            builder(venv, quiet)
     return _python_in(venv)
 
 
@@ -259,26 +264,20 @@ def hmm_peers_python(build: bool = True, quiet: bool = True) -> Path:
 
     Same contract as `facemap_python`: idempotent, locked, PeerUnavailable (one line) on failure.
     """
-    venv = hmm_peers_venv_dir()
-    if (venv / MARKER).is_file():
-        return _python_in(venv)
-    if not build:
-        raise PeerUnavailable(f"HMM peer venv not built at {venv}")
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / MARKER).is_file():
-            start = time.perf_counter()
-            if venv.exists():
-                shutil.rmtree(venv)
-            _run([sys.executable, "-m", "venv", str(venv)], quiet)
-            pip = [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
-            _run(pip + (["-q"] if quiet else []) + HMM_PEERS, quiet)
-            _run([str(_python_in(venv)), "-c", "import dynamax.hidden_markov_model, hmmlearn.hmm"], quiet)
-            record = {"packages": HMM_PEERS, "build_seconds": round(time.perf_counter() - start, 1),
-                      "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-            (venv / MARKER).write_text(json.dumps(record, indent=2) + "\n")
-    return _python_in(venv)
+    return _built_venv(hmm_peers_venv_dir(), "HMM", _build_hmm_peers, build, quiet)
+
+
+def _build_hmm_peers(venv: Path, quiet: bool) -> None:
+    start = time.perf_counter()
+    if venv.exists():  # a half-built venv from an interrupted run
+        shutil.rmtree(venv)
+    _run([sys.executable, "-m", "venv", str(venv)], quiet)
+    pip = [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
+    _run(pip + (["-q"] if quiet else []) + HMM_PEERS, quiet)
+    _run([str(_python_in(venv)), "-c", "import dynamax.hidden_markov_model, hmmlearn.hmm"], quiet)
+    record = {"packages": HMM_PEERS, "build_seconds": round(time.perf_counter() - start, 1),
+              "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (venv / MARKER).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def run_peer_script(python: Path, script: str, *args: str, timeout: float = 3600, threads: int | None = None) -> str:
