@@ -4,6 +4,7 @@
     python -m bench.bench_hmm --no-peers      # recovery and scans only
     python -m bench.bench_hmm --quick         # K = 10, T = 6,000: a smoke run
     python -m bench.bench_hmm --peers-only --name hmm_peers   # (b) alone
+    python -m bench.bench_hmm --optimizers --name hmm_optimizers   # (d) alone
 
 (a) Recovery. Data sampled from a 50-state HMM whose between-state
 transitions are planted forward sequences (i -> i+1 w.p. 0.6, i -> i+2 w.p.
@@ -12,9 +13,10 @@ transitions are planted forward sequences (i -> i+1 w.p. 0.6, i -> i+2 w.p.
 (states explain ~6 % of each feature's variance, the regime in which the
 SPEC's sigma2 = 1 for z-scored deep features makes sense), T = 36,000.
 Split as `jfacemap hmm` does (10 segments, last 25 % test). Our gradient
-fit (Adam, early stopping on test) from the SPEC's init (means = random
-timepoints) for several seeds, then the re-seeding of unused states
-(`jfacemap.hmm.refine`). Reported: Viterbi accuracy after optimal matching
+fit (`hmm_optimizer`: Adam, transitions at a tenth of the means' rate; early
+stopping on test) from the SPEC's init (means = random timepoints) for
+several seeds, then the re-seeding of unused states (`jfacemap.hmm.refine`);
+the same recipe with EM in place of gradient ascent beside it. Reported: Viterbi accuracy after optimal matching
 (linear_sum_assignment), transition-matrix error on matched states, train /
 test log-likelihood against the true parameters', and the sequence analysis
 (forward-sequence lengths vs shuffled runs, reverse / forward near
@@ -26,6 +28,9 @@ steps, "generalised EM") and dynamax DiagonalGaussianHMM (closed-form EM,
 but it cannot freeze the variances, so it learns them: a larger model).
 Peers run in their own venv (bench.peers.hmm_peers_python), through files.
 (c) Forward pass timings, sequential lax.scan vs lax.associative_scan, float32, CPU.
+(d) Optimiser ablation, on demand: from the seed-0 start, the default
+(transitions at a tenth of the means' rate, then alone) against one Adam
+rate for everything and against the joint phase without the transitions-only one.
 
 Writes bench/results/hmm.json.
 """
@@ -47,6 +52,7 @@ if str(REPO) not in sys.path:
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from bench.common import machine_info, print_table, write_results  # noqa: E402
@@ -83,6 +89,12 @@ def matched(states_true, states_fit, K):
     return confusion[rows, cols].sum() / len(states_true), cols
 
 
+def loglik_cells(rows):
+    """Rows with log-likelihoods as strings to 3 decimals: print_table keeps 3 significant digits,
+    and the differences that matter here are hundredths of a nat."""
+    return [{k: f"{v:.3f}" if "loglik" in k and isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
+
 def sequence_stats(A, states, dt=0.2):
     s = describe_model(A, states, dt).stats
     return {"sequence_length_ratio": s["sequence_length_ratio"],
@@ -101,18 +113,29 @@ def score_fit(params, A, states, x, train, test, seconds, steps, label):
             "test_loglik": log_likelihood_per_timepoint(params, test), "seconds": seconds, "steps": steps}
 
 
-def fit_recipe(train, test, K, seeds, refine, A, states, x, log):
-    """Our fits from each seed, the best (training log-likelihood) re-seeded: (rows, best params, rows' params)."""
+def fit_recipe(train, test, K, seeds, refine, A, states, x, log, method="gradient"):
+    """Fits from each seed, the best (training log-likelihood) re-seeded: (rows, best params).
+
+    method: "gradient" (`fit_hmm`, the default optimiser, early stopping on test) or "EM"
+    (`fit_hmm_em`, to convergence), the same re-seeding rounds either way.
+    """
+
+    def fit(on_step=None, **start):
+        if method == "EM":
+            return fit_hmm_em(train, K, max_steps=300, min_improvement=1e-5, test_sequences=test, on_step=on_step,
+                              **start)
+        return fit_hmm(train, K, max_steps=2000, test_sequences=test, on_step=on_step, **start)
+
     rows, fits = [], []
     for seed in seeds:
         start = time.perf_counter()
         curve = []  # (seconds since the start, training log-likelihood per timepoint) after each step
-        params, h = fit_hmm(train, K, sigma2=1.0, seed=seed, max_steps=2000, test_sequences=test,
-                            on_step=lambda step, tr, te: curve.append((time.perf_counter() - start, tr)))
+        params, h = fit(sigma2=1.0, seed=seed,
+                        on_step=lambda step, tr, te: curve.append((time.perf_counter() - start, tr)))
         row = score_fit(params, A, states, x, train, test, time.perf_counter() - start, len(h.train_loglik),
-                        f"gradient, SPEC init, seed {seed}")
-        row["curve"] = curve
+                        f"{method}, SPEC init, seed {seed}")
         log(row)
+        row["curve"] = curve
         rows.append(row)
         fits.append(params)
     best_i = int(np.argmax([r["train_loglik"] for r in rows]))
@@ -122,10 +145,10 @@ def fit_recipe(train, test, K, seeds, refine, A, states, x, log):
         proposal, moved = reseed_proposal(params, train)
         if not moved:
             break
-        new, h = fit_hmm(train, K, init=proposal, max_steps=2000, test_sequences=test)
+        new, h = fit(init=proposal)
         total += time.perf_counter() - start
         row = score_fit(new, A, states, x, train, test, total, len(h.train_loglik),
-                        f"+ re-seed round {r + 1} ({moved} states moved), from seed {seeds[best_i]}")
+                        f"{method} + re-seed round {r + 1} ({moved} states moved), from seed {seeds[best_i]}")
         log(row)
         if not row["train_loglik"] > best_ll + 1e-6:
             break
@@ -184,18 +207,31 @@ else:
                                        emission_means=jnp.asarray(init["means"]),
                                        emission_scale_diags=jnp.full((K, D), np.sqrt(sigma2)))
     xs, xt = jnp.asarray(train), jnp.asarray(test)
+
+    # fit_em's own loop (its em_step: dynamax's e_step and m_step, in lax.scan under jit), keeping the
+    # data log-likelihood of each iteration's parameters. fit_em returns the log joint (log-likelihood +
+    # log prior of those parameters) instead, and the diagonal model's variance prior moves as the
+    # variances are learned, so no single prior correction turns it into the log-likelihood history.
+    def em_step(carry, _):
+        params, m_step_state = carry
+        batch_stats, lls = jax.vmap(lambda x: hmm.e_step(params, x))(xs)
+        return hmm.m_step(params, props, batch_stats, m_step_state), lls.sum()
+
+    @jax.jit
+    def run_em(params):
+        carry = (params, hmm.initialize_m_step_state(params, props))
+        (params, _), lls = jax.lax.scan(em_step, carry, xs=None, length=max_iter)
+        return params, lls
+
     start = time.perf_counter()
-    hmm.fit_em(params, props, xs, num_iters=2, verbose=False)[1].block_until_ready()
+    compiled = run_em.lower(params).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    fitted, lps = hmm.fit_em(params, props, xs, num_iters=max_iter, verbose=False)
-    lps.block_until_ready()
+    fitted, lls = compiled(params)
+    lls.block_until_ready()
     seconds = time.perf_counter() - start
     loglik = jax.jit(jax.vmap(hmm.marginal_log_prob, in_axes=(None, 0)))
-    # fit_em's values are log joint probabilities: data log-likelihood + the log prior of the parameters
-    # (the broad means prior adds ~ -8 nats per mean entry). The prior barely moves with the parameters
-    # (variance 1e6), so subtracting the fitted parameters' log prior leaves the log-likelihood per timepoint.
-    history = (np.asarray(lps) - float(hmm.log_prior(fitted))) / n_train
+    history = np.asarray(lls) / n_train  # of the parameters before each iteration's M step
     n_conv = converged_at(history)
     train_ll = float(loglik(fitted, xs).sum()) / n_train
     test_ll = float(loglik(fitted, xt).sum()) / n_test
@@ -215,15 +251,13 @@ def seconds_to_reach(curve, target: float) -> float | None:
 
 
 def peer_curve(out: dict) -> list[tuple[float, float]]:
-    """(seconds, train log-likelihood) per iteration of a peer: its compile time (without the work of the
-    warm-up call's iterations) plus an equal share of the fit time for each iteration (the peers report
-    only the total)."""
+    """(seconds, train log-likelihood) per iteration of a peer: its compile time (dynamax) plus an equal
+    share of the fit time for each iteration (the peers report only the total). The log-likelihood of
+    iteration i is that of the parameters before its update, reached once i iterations have run."""
     history = out.get("history") or []
     n = len(history)
     per = out["seconds"] / max(n, 1)
-    # dynamax's compile_seconds is a first fit_em call of 2 iterations: compilation plus 2 iterations' work
-    compile_only = max(out.get("compile_seconds", 0.0) - 2 * per, 0.0) if "compile_seconds" in out else 0.0
-    return [(compile_only + per * (i + 1), float(ll)) for i, ll in enumerate(history)]
+    return [(out.get("compile_seconds", 0.0) + per * i, float(ll)) for i, ll in enumerate(history)]
 
 
 def same_loglik_speed(ours_curve, peer: dict, tol: float = 1e-3) -> dict:
@@ -273,6 +307,28 @@ def run_peers(train, test, start: HMMParams, max_iter: dict[str, int], tol: floa
     return rows
 
 
+def optimizer_ablation(K, D, T, log) -> list[dict]:
+    """(d): seed-0 fits of the recovery data with the default optimiser and two ablations, then EM."""
+    A, _, states, x = planted_hmm(K, D, T, seed=0)
+    train_blocks, test_blocks = split_blocks(T)
+    train, test = [x[s] for s in train_blocks], [x[s] for s in test_blocks]
+    variants = {"default (transitions at 1/10 rate, then alone)": {},
+                "joint phase only": {"transitions_phase": False},
+                "one Adam rate (0.05) for all": {"optimizer": optax.adam(0.05)}}
+    rows = []
+    for label, kwargs in variants.items():
+        start = time.perf_counter()
+        params, h = fit_hmm(train, K, sigma2=1.0, seed=0, max_steps=2000, test_sequences=test, **kwargs)
+        rows.append(score_fit(params, A, states, x, train, test, time.perf_counter() - start, len(h.train_loglik),
+                              label))
+        log(rows[-1])
+    start = time.perf_counter()
+    em, h = fit_hmm_em(train, K, sigma2=1.0, seed=0, max_steps=300, min_improvement=1e-5, test_sequences=test)
+    rows.append(score_fit(em, A, states, x, train, test, time.perf_counter() - start, len(h.train_loglik), "EM"))
+    log(rows[-1])
+    return rows
+
+
 def time_scans(shapes, repeats: int = 3) -> list[dict]:
     """Best-of-`repeats` seconds of the sequential and associative forward passes, float32 CPU."""
     rows = []
@@ -317,6 +373,7 @@ def main() -> None:
     parser.add_argument("--scans-only", action="store_true", help="(c) only: sequential vs associative scan timings")
     parser.add_argument("--peers-only", action="store_true",
                         help="(b) only: our seed-0 fit against the peers, no re-seeding, no symmetric control, no scans")
+    parser.add_argument("--optimizers", action="store_true", help="(d) only: the optimiser ablation")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--name", default=None, help="results name (default hmm, or hmm_quick with --quick)")
     args = parser.parse_args()
@@ -324,6 +381,12 @@ def main() -> None:
     log = lambda row: print("  " + json.dumps(row), flush=True)  # noqa: E731
     payload = {"machine": machine_info(), "settings": vars(args) | {"K": K, "D": D, "T": T}}
 
+    if args.optimizers:
+        payload["optimizers"] = optimizer_ablation(K, D, T, log)
+        print_table(loglik_cells(payload["optimizers"]), ["fit", "accuracy", "train_loglik", "test_loglik", "steps",
+                                                          "seconds"])
+        print(f"wrote {write_results(args.name or 'hmm_optimizers', payload)}")
+        return
     if not args.scans_only:
         print(f"(a) recovery: K={K}, D={D}, T={T}", flush=True)
         A, means, states, x = planted_hmm(K, D, T, seed=0)
@@ -337,6 +400,9 @@ def main() -> None:
         if args.peers_only:
             args.seeds, args.refine, args.no_scans = 1, 0, True
         rows, best = fit_recipe(train, test, K, range(args.seeds), args.refine, A, states, x, log)
+        em_rows = []
+        if not args.peers_only:  # the same recipe with EM in place of gradient ascent
+            em_rows, _ = fit_recipe(train, test, K, range(args.seeds), args.refine, A, states, x, log, method="EM")
         path = most_likely_states(best, x)
         planted = sequence_stats(np.asarray(best.transition_matrix), path)
         true_seq = sequence_stats(A, states)
@@ -349,8 +415,9 @@ def main() -> None:
                                             args.refine, A_sym, states_sym, x_sym, log)
             sequences["fit_symmetric"] = sequence_stats(np.asarray(sym_best.transition_matrix),
                                                         most_likely_states(sym_best, x_sym))
-        payload["recovery"] = {"oracle": oracle, "fits": rows, "symmetric_control_fits": sym_rows, "sequences": sequences}
-        print_table(rows, ["fit", "accuracy", "A_mean_abs_err", "self_transition_mean_abs_err", "train_loglik",
+        payload["recovery"] = {"oracle": oracle, "fits": rows, "em_fits": em_rows, "symmetric_control_fits": sym_rows,
+                               "sequences": sequences}
+        print_table(loglik_cells(rows + em_rows), ["fit", "accuracy", "A_mean_abs_err", "self_transition_mean_abs_err", "train_loglik",
                            "test_loglik", "steps", "seconds"])
         print_table([{"model": k, **v} for k, v in payload["recovery"]["sequences"].items()],
                     ["model", "sequence_length_ratio", "reverse_over_forward", "p90_sequence_length"])
@@ -358,7 +425,7 @@ def main() -> None:
         if not args.no_peers:
             print("(b) peers from the same start (SPEC init, seed 0)", flush=True)
             start_params = init_params(train, K, 1.0, seed=0)
-            ours = rows[0] | {"fit": "jfacemap gradient (Adam)"}
+            ours = rows[0] | {"fit": "jfacemap gradient (Adam, transitions at 1/10 rate)"}
             t0 = time.perf_counter()
             em_curve = []
             em, em_h = fit_hmm_em(train, K, sigma2=1.0, seed=0, max_steps=300, min_improvement=1e-5, test_sequences=test,
@@ -391,7 +458,7 @@ def main() -> None:
                 same = row.get("same_loglik") or {}
                 row["x_slower_than_ours"] = same.get("peer_over_ours")
             payload["peers"] = peer_rows
-            print_table(peer_rows, ["fit", "iterations", "seconds", "train_loglik", "test_loglik", "accuracy", "x_slower_than_ours"])
+            print_table(loglik_cells(peer_rows), ["fit", "iterations", "seconds", "train_loglik", "test_loglik", "accuracy", "x_slower_than_ours"])
             print("x_slower_than_ours: its time / ours to the lower of the two final training log-likelihoods")
 
     if not args.no_scans:
@@ -404,7 +471,7 @@ def main() -> None:
         print_table(payload["scans"], ["T", "K", "sequential_s", "associative_s", "loglik_rel_diff"])
 
     recovery = payload.get("recovery", {})
-    for row in (*recovery.get("fits", []), *recovery.get("symmetric_control_fits", [])):
+    for row in (*recovery.get("fits", []), *recovery.get("em_fits", []), *recovery.get("symmetric_control_fits", [])):
         if "curve" in row:  # keep ~50 points of each fit's (seconds, train log-likelihood) curve
             row["curve"] = row["curve"][:: max(1, len(row["curve"]) // 50)] + row["curve"][-1:]
     path = write_results(args.name or ("hmm_quick" if args.quick else "hmm"), payload)

@@ -69,7 +69,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("hmm")
     x = sampled_frames()
     np.save(root / "x.npy", x.astype(np.float32))
-    result = run(root / "x.npy", "--states", K, "--steps", 60, "--control", "--out", root / "out")
+    result = run(root / "x.npy", "--states", K, "--steps", 200, "--control", "--out", root / "out")
     assert result.exit_code == 0, result.output + repr(result.exception)
     return root / "out", x
 
@@ -186,6 +186,8 @@ def test_bad_options_fail_before_reading(tmp_path):
     assert isinstance(result.exception, ValueError) and "--states" in str(result.exception)
     result = run(tmp_path / "x.npy", "--test-fraction", 1.5)
     assert isinstance(result.exception, ValueError) and "--test-fraction" in str(result.exception)
+    result = run(tmp_path / "x.npy", "--transition-learning-rate", 0)
+    assert isinstance(result.exception, ValueError) and "--transition-learning-rate" in str(result.exception)
 
 
 def test_demo_stage_skips_without_features_and_reports_with_them(tmp_path, monkeypatch):

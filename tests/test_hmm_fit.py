@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax, logsumexp
@@ -15,8 +16,10 @@ from jfacemap.hmm.fit import (
     em_step,
     fit_hmm,
     fit_hmm_em,
+    hmm_optimizer,
     init_params,
     log_likelihood_per_timepoint,
+    make_fit_step,
     mean_log_likelihood,
     most_likely_states,
     pad_sequences,
@@ -197,6 +200,31 @@ def test_fit_is_deterministic_for_a_seed():
     assert not np.array_equal(p1.means, p3.means)
 
 
+def test_default_optimizer_moves_transitions_at_their_own_rate():
+    # Adam's first update is lr * g / (|g| + eps): each parameter moves by its
+    # group's learning rate, so the step sizes read off the two rates.
+    A, init, means = make_hmm(K=3, D=4, seed=5)
+    _, x = sample_numpy(A, init, means, 1.0, 300, seed=5)
+    start = init_params([x], 3, 1.0, seed=0)
+    batch = pad_sequences([x])
+
+    def first_step(optimizer):
+        trainable = (start.log_transition, start.means, start.initial_logits)
+        moved, _, _ = make_fit_step(optimizer)(start, optimizer.init(trainable), batch)
+        return [np.abs(np.asarray(a - b)) for a, b in zip(moved[:3], trainable)]
+
+    dQ, dC, db = first_step(hmm_optimizer(0.04, 0.003))
+    np.testing.assert_allclose(dQ[dQ > 1e-6], 0.003, rtol=1e-2)
+    np.testing.assert_allclose(dC[dC > 1e-6], 0.04, rtol=1e-2)
+    np.testing.assert_allclose(db[db > 1e-6], 0.003, rtol=1e-2)
+    assert (dQ > 1e-6).sum() >= 6 and (dC > 1e-6).sum() >= 10 and (db > 1e-6).sum() >= 2
+    dQ, dC, _ = first_step(hmm_optimizer(0.04))  # default: a tenth of the means' rate
+    np.testing.assert_allclose(dQ[dQ > 1e-6], 0.004, rtol=1e-2)
+    np.testing.assert_allclose(dC[dC > 1e-6], 0.04, rtol=1e-2)
+    with pytest.raises(ValueError, match="transition_learning_rate"):
+        hmm_optimizer(0.05, -1.0)
+
+
 def test_em_step_is_the_closed_form_m_step():
     rng = np.random.default_rng(7)
     Q, C, b, sigma2 = random_params(rng, K=3, D=2)
@@ -217,7 +245,7 @@ def test_recovers_a_known_hmm_and_beats_or_matches_em():
     K, sigma2 = 5, 1.0
     A, init, means = make_hmm(K=K, D=8, seed=8)
     states, x = sample_numpy(A, init, means, sigma2, 5000, seed=8)
-    params, history = fit_hmm([x], K, sigma2=sigma2, learning_rate=0.05, max_steps=400, min_improvement=1e-6)
+    params, history = fit_hmm([x], K, sigma2=sigma2, learning_rate=0.05, max_steps=1500, min_improvement=1e-6)
     path = most_likely_states(params, x)
     confusion = np.zeros((K, K))
     np.add.at(confusion, (states, path), 1)
@@ -240,7 +268,7 @@ def test_early_stopping_on_test_sequences_returns_the_best_params():
     seen = []
     params, history = fit_hmm(
         [x[:400], x[400:900]], 8, test_sequences=[x[900:]], learning_rate=0.2, max_steps=300,
-        patience=10, on_step=lambda *args: seen.append(args),
+        patience=10, on_step=lambda *args: seen.append(args), transitions_phase=False,
     )
     n = len(history.train_loglik)
     assert history.test_loglik is not None and len(history.test_loglik) == n == len(seen)
@@ -260,3 +288,28 @@ def test_early_stopping_on_test_sequences_returns_the_best_params():
     assert history.n_test_timepoints == 300
     # sigma2 defaults to the summed-variance rule on the training sequences, and stays fixed.
     assert params.sigma2 == pytest.approx(default_sigma2([x[:400], x[400:900]]), rel=1e-6)
+
+
+def test_transitions_phase_continues_from_the_best_joint_fit_with_means_frozen():
+    A, init, means = make_hmm(K=4, D=3, seed=9)
+    _, x = sample_numpy(A, init, means, 1.0, 1200, seed=9)
+    kwargs = dict(test_sequences=[x[900:]], learning_rate=0.2, max_steps=300, patience=10)
+    joint, h_joint = fit_hmm([x[:400], x[400:900]], 8, transitions_phase=False, **kwargs)
+    seen = []
+    both, h_both = fit_hmm([x[:400], x[400:900]], 8, on_step=lambda *args: seen.append(args), **kwargs)
+    start = h_both.transitions_phase_start
+    assert start == len(h_joint.train_loglik) and len(h_both.train_loglik) > start  # the joint fit stopped early
+    np.testing.assert_array_equal(h_both.train_loglik[:start], h_joint.train_loglik)  # same first phase
+    assert [s[0] for s in seen] == list(range(len(h_both.train_loglik)))
+    # The second phase starts from the joint fit's best parameters, re-evaluated at its first step.
+    assert h_both.test_loglik[start] == pytest.approx(h_joint.test_loglik[h_joint.best_step], abs=1e-5)
+    assert h_both.test_loglik[h_both.best_step] == h_both.test_loglik.max()
+    assert h_both.best_step > start  # the transitions alone still gained on the held-out data
+    np.testing.assert_array_equal(both.means, joint.means)
+    assert np.abs(np.asarray(both.log_transition - joint.log_transition)).max() > 1e-3
+    assert log_likelihood_per_timepoint(both, [x[900:]]) > log_likelihood_per_timepoint(joint, [x[900:]])
+    # max_steps bounds both phases together; a custom optimizer runs alone.
+    _, h_short = fit_hmm([x[:400], x[400:900]], 8, **kwargs | {"max_steps": start})
+    assert len(h_short.train_loglik) == start and h_short.transitions_phase_start is None
+    _, h_custom = fit_hmm([x[:400], x[400:900]], 8, optimizer=optax.adam(0.2), **kwargs)
+    assert h_custom.transitions_phase_start is None

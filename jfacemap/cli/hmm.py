@@ -170,9 +170,12 @@ def hmm(
     downsample: Annotated[int, typer.Option("--downsample", help="Block-mean downsampling factor (50 Hz -> 5 Hz).")] = 10,
     sigma2: Annotated[Optional[float], typer.Option("--sigma2", help="Emission variance (z-scored units; default: features / 256).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial means and of the sampled sequence.")] = 0,
-    steps: Annotated[int, typer.Option("--steps", help="Most gradient steps (early stopping on test log-likelihood).")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", help="Most gradient steps per fit, both phases (early stopping on test log-likelihood).")] = 2000,
     test_fraction: Annotated[float, typer.Option("--test-fraction", help="Held-out end of each of 10 segments.")] = 0.25,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Adam learning rate.")] = 0.05,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Adam learning rate of the state means.")] = 0.05,
+    transition_learning_rate: Annotated[Optional[float], typer.Option(
+        "--transition-learning-rate",
+        help="Adam learning rate of the transitions and initial probabilities (default: --learning-rate / 10).")] = None,
     inits: Annotated[int, typer.Option("--inits", help="Fits from different seeds; the best training log-likelihood is kept.")] = 1,
     refine: Annotated[int, typer.Option("--refine", help="Rounds of re-seeding states left without data and refitting (0: one plain fit).")] = 3,
     control: Annotated[bool, typer.Option("--control", help="Also fit the data shuffled in time (the paper's control).")] = False,
@@ -192,6 +195,9 @@ def hmm(
         raise ValueError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     if sigma2 is not None and not sigma2 > 0:
         raise ValueError(f"--sigma2 must be > 0, got {sigma2}")
+    for name, rate in (("--learning-rate", learning_rate), ("--transition-learning-rate", transition_learning_rate)):
+        if rate is not None and not rate > 0:
+            raise ValueError(f"{name} must be > 0, got {rate}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: --out must be a folder")
     x, rate, kind = load_features(features, fps)
@@ -210,7 +216,8 @@ def hmm(
                 done[0] = target
 
             result = run_hmm(x, rate, states, downsample_factor=downsample, sigma2=sigma2, seed=seed,
-                             max_steps=steps, learning_rate=learning_rate, test_fraction=test_fraction,
+                             max_steps=steps, learning_rate=learning_rate,
+                             transition_learning_rate=transition_learning_rate, test_fraction=test_fraction,
                              n_inits=inits, refine=refine, control=control, on_step=on_step)
             advance(n_fits * steps - done[0])
     except ValueError as error:

@@ -12,7 +12,8 @@ Steps:
 3. z-score each feature with the training blocks' mean and SD (a constant
    feature keeps SD 1 and becomes 0);
 4. fit by gradient ascent on the exact log-likelihood of the training blocks
-   (`fit_hmm`, Adam), early stopping on the test blocks' log-likelihood;
+   (`fit_hmm`: Adam with the transitions at a tenth of the means' rate, then
+   the transitions alone), early stopping on the test blocks' log-likelihood;
    with `n_inits` > 1, several seeds and the fit with the best training
    log-likelihood is kept; then up to `refine` rounds re-seed states left
    without data and refit (`jfacemap.hmm.refine`), kept when the training
@@ -218,6 +219,7 @@ class HMMResult:
             "n_blocks": len(self.train),
             "steps": int(len(h.train_loglik)),
             "best_step": int(h.best_step),
+            "transitions_phase_start": None if h.transitions_phase_start is None else int(h.transitions_phase_start),
             "stopped_early": bool(h.stopped_early),
             "seconds": self.seconds,
             **{k: v for k, v in self.analysis.stats.items()},
@@ -293,8 +295,9 @@ def run_hmm(
     downsample_factor: int = 10,
     sigma2: float | None = None,
     seed: int = 0,
-    max_steps: int = 1000,
+    max_steps: int = 2000,
     learning_rate: float = 0.05,
+    transition_learning_rate: float | None = None,
     patience: int = 50,
     test_fraction: float = 0.25,
     n_segments: int = 10,
@@ -309,8 +312,9 @@ def run_hmm(
     n_states: K (**50**); downsample_factor: block-mean factor (**10**);
     sigma2: emission variance in z-scored units (default: summed training
     variance / 256 = D / 256); seed: init (means from random training
-    timepoints) and sampling; max_steps, learning_rate, patience: the Adam
-    fit (`fit_hmm`); test_fraction, n_segments: the block split
+    timepoints) and sampling; max_steps, learning_rate,
+    transition_learning_rate (default learning_rate / 10), patience: the
+    Adam fit (`fit_hmm`, `hmm_optimizer`); test_fraction, n_segments: the block split
     (`split_blocks`); n_inits: seeds tried, best training log-likelihood kept;
     refine: most rounds of re-seeding unused states and refitting
     (`refine.reseed_proposal`; 0 = the SPEC's single gradient fit);
@@ -333,9 +337,13 @@ def run_hmm(
     rows = np.concatenate([np.arange(s.start, s.stop) for s in train])
     x, mean, sd = zscore_columns(xd, rows)
     dt = downsample_factor / fps
-    fit_kwargs = dict(max_steps=max_steps, learning_rate=learning_rate, patience=patience)
+    if transition_learning_rate is None:
+        transition_learning_rate = learning_rate / 10
+    fit_kwargs = dict(max_steps=max_steps, learning_rate=learning_rate,
+                      transition_learning_rate=transition_learning_rate, patience=patience)
     settings = {"n_states": n_states, "downsample": downsample_factor, "fps": float(fps), "seed": seed,
-                "max_steps": max_steps, "learning_rate": learning_rate, "patience": patience,
+                "max_steps": max_steps, "learning_rate": learning_rate,
+                "transition_learning_rate": transition_learning_rate, "patience": patience,
                 "test_fraction": test_fraction, "n_inits": n_inits, "refine": refine,
                 "split": f"{len(train)} segments, last {test_fraction:.0%} of each held out"}
     if refine < 0:
