@@ -98,14 +98,17 @@ def _built_venv(venv: Path, what: str, builder, build: bool, quiet: bool) -> Pat
     return _python_in(venv)
 
 
-def _build_facemap(venv: Path, quiet: bool) -> None:
-    start = time.perf_counter()
-    if venv.exists():  # a half-built venv from an interrupted run
+def _fresh_venv(venv: Path, quiet: bool) -> list[str]:
+    """Create `venv` anew (removing a half-built one from an interrupted run); returns its pip install command."""
+    if venv.exists():
         shutil.rmtree(venv)
     _run([sys.executable, "-m", "venv", str(venv)], quiet)
-    pip = [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
-    if quiet:
-        pip.append("-q")
+    return [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check"] + (["-q"] if quiet else [])
+
+
+def _build_facemap(venv: Path, quiet: bool) -> None:
+    start = time.perf_counter()
+    pip = _fresh_venv(venv, quiet)
     steps = [
         pip + [TORCH_REQUIREMENT],
         pip + ["--no-deps", f"facemap=={FACEMAP_VERSION}"],
@@ -269,11 +272,7 @@ def hmm_peers_python(build: bool = True, quiet: bool = True) -> Path:
 
 def _build_hmm_peers(venv: Path, quiet: bool) -> None:
     start = time.perf_counter()
-    if venv.exists():  # a half-built venv from an interrupted run
-        shutil.rmtree(venv)
-    _run([sys.executable, "-m", "venv", str(venv)], quiet)
-    pip = [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
-    _run(pip + (["-q"] if quiet else []) + HMM_PEERS, quiet)
+    _run(_fresh_venv(venv, quiet) + HMM_PEERS, quiet)
     _run([str(_python_in(venv)), "-c", "import dynamax.hidden_markov_model, hmmlearn.hmm"], quiet)
     record = {"packages": HMM_PEERS, "build_seconds": round(time.perf_counter() - start, 1),
               "built": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -175,7 +175,8 @@ def hmm(
     learning_rate: Annotated[float, typer.Option("--learning-rate", help="Adam learning rate of the state means.")] = 0.05,
     transition_learning_rate: Annotated[Optional[float], typer.Option(
         "--transition-learning-rate",
-        help="Adam learning rate of the transitions and initial probabilities (default: --learning-rate / 10).")] = None,
+        help="Adam learning rate of the transitions and initial probabilities while the means are fitted "
+             "(default: --learning-rate / 10); afterwards they are fitted alone at --learning-rate.")] = None,
     inits: Annotated[int, typer.Option("--inits", help="Fits from different seeds; the best training log-likelihood is kept.")] = 1,
     refine: Annotated[int, typer.Option("--refine", help="Rounds of re-seeding states left without data and refitting (0: one plain fit).")] = 3,
     control: Annotated[bool, typer.Option("--control", help="Also fit the data shuffled in time (the paper's control).")] = False,
