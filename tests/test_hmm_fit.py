@@ -16,7 +16,6 @@ from jfacemap.hmm.fit import (
     em_step,
     fit_hmm,
     fit_hmm_em,
-    hmm_optimizer,
     init_params,
     log_likelihood_per_timepoint,
     make_fit_step,
@@ -24,6 +23,7 @@ from jfacemap.hmm.fit import (
     most_likely_states,
     pad_sequences,
 )
+from jfacemap.hmm.optimizers import hmm_optimizer
 
 
 def numpy_smoother(Q, C, b, sigma2, x):

@@ -7,7 +7,7 @@ random timepoints of the training data; a shared spherical variance sigma2,
 fixed (never optimised). The loss is minus the total log-likelihood of all
 training sequences divided by their number of timepoints, from the forward
 scan of :mod:`jfacemap.hmm.inference`, differentiated by JAX and minimised
-with any optax optimiser. The default, :func:`hmm_optimizer`, is Adam with
+with any optax optimiser. The default, `optimizers.hmm_optimizer`, is Adam with
 the transition and initial logits learning 10x slower than the means: with
 equal rates the transitions lock in the first, noisy state assignments
 (states merge, others go unused) and the fit ends well below EM's from the
@@ -33,11 +33,12 @@ import numpy as np
 import optax
 
 from jfacemap.hmm.inference import forward_backward, gaussian_log_emissions, log_likelihood, viterbi
+from jfacemap.hmm.optimizers import hmm_optimizer, transitions_only_optimizer
 
 __all__ = [
     "FitHistory", "HMMParams", "PaddedBatch", "check_features", "default_sigma2", "downsample",
-    "em_step", "fit_hmm", "fit_hmm_em", "hmm_optimizer", "init_params", "log_likelihood_per_timepoint",
-    "make_fit_step", "mean_log_likelihood", "most_likely_states", "pad_sequences", "transitions_only_optimizer",
+    "em_step", "fit_hmm", "fit_hmm_em", "init_params", "log_likelihood_per_timepoint",
+    "make_fit_step", "mean_log_likelihood", "most_likely_states", "pad_sequences",
 ]  # fmt: skip
 
 # SPEC: sigma2 = 1 for the 256 deep features, i.e. summed variance / 256.
@@ -239,40 +240,6 @@ def _trainable(params: HMMParams):
     return params.log_transition, params.means, params.initial_logits
 
 
-def hmm_optimizer(
-    learning_rate: float = 0.05, transition_learning_rate: float | None = None
-) -> optax.GradientTransformation:
-    """Adam over (Q, means, initial logits), with its own rate for Q and the initial logits.
-
-    learning_rate: the means' Adam rate (units of the data per step, roughly);
-    transition_learning_rate: the rate of Q and the initial logits (nats per
-    step, roughly), default learning_rate / 10. On the planted 50-state
-    benchmark (bench/bench_hmm.py, seed 0) equal rates end at test
-    log-likelihood -365.73 nats per timepoint against EM's -364.69 from the
-    same start; rates 0.05 / 0.005 reach -364.65 (seeds 1, 2: -364.73 and
-    -365.05 against EM's -364.88 and -364.47).
-    """
-    if transition_learning_rate is None:
-        transition_learning_rate = learning_rate / 10
-    for name, value in (("learning_rate", learning_rate), ("transition_learning_rate", transition_learning_rate)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number, got {value}")
-    return optax.multi_transform(
-        {"transitions": optax.adam(transition_learning_rate), "means": optax.adam(learning_rate)},
-        ("transitions", "means", "transitions"),  # labels of _trainable(params)
-    )
-
-
-def transitions_only_optimizer(learning_rate: float = 0.05) -> optax.GradientTransformation:
-    """Adam on Q and the initial logits at learning_rate; the means are left where they are."""
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate}")
-    return optax.multi_transform(
-        {"transitions": optax.adam(learning_rate), "means": optax.set_to_zero()},
-        ("transitions", "means", "transitions"),
-    )
-
-
 def make_fit_step(optimizer: optax.GradientTransformation) -> Callable:
     """A jitted step(params, opt_state, batch) -> (params, opt_state, loss).
 
@@ -372,11 +339,11 @@ def fit_hmm(
 
     sequences: list of (T_i, D) arrays (or one array); n_states: K; sigma2:
     fixed emission variance (default :func:`default_sigma2` of the training
-    data); optimizer: default :func:`hmm_optimizer` (learning_rate,
+    data); optimizer: default `optimizers.hmm_optimizer` (learning_rate,
     transition_learning_rate), any optax transformation of the
     (Q, means, initial logits) tuple otherwise; transitions_phase: after the
     joint phase stops, continue from its best parameters with
-    :func:`transitions_only_optimizer` (learning_rate) until patience runs
+    `optimizers.transitions_only_optimizer` (learning_rate) until patience runs
     out again (only with the default optimizer); max_steps: upper bound on
     the steps of both phases together; test_sequences: optional held-out
     list, whose log-likelihood then drives early stopping (else the training

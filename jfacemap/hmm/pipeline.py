@@ -46,6 +46,7 @@ from jfacemap.hmm.fit import (
     FitHistory, HMMParams, check_features, downsample, fit_hmm, log_likelihood_per_timepoint,
     most_likely_states,
 )
+from jfacemap.hmm.optimizers import default_transition_learning_rate
 from jfacemap.hmm.inference import sample
 from jfacemap.hmm.refine import reseed_proposal
 from jfacemap.hmm.sorting import sort_states
@@ -313,7 +314,7 @@ def run_hmm(
     sigma2: emission variance in z-scored units (default: summed training
     variance / 256 = D / 256); seed: init (means from random training
     timepoints) and sampling; max_steps, learning_rate,
-    transition_learning_rate (default learning_rate / 10), patience: the
+    transition_learning_rate (default a tenth of learning_rate), patience: the
     Adam fit (`fit_hmm`, `hmm_optimizer`); test_fraction, n_segments: the block split
     (`split_blocks`); n_inits: seeds tried, best training log-likelihood kept;
     refine: most rounds of re-seeding unused states and refitting
@@ -338,7 +339,7 @@ def run_hmm(
     x, mean, sd = zscore_columns(xd, rows)
     dt = downsample_factor / fps
     if transition_learning_rate is None:
-        transition_learning_rate = learning_rate / 10
+        transition_learning_rate = default_transition_learning_rate(learning_rate)
     fit_kwargs = dict(max_steps=max_steps, learning_rate=learning_rate,
                       transition_learning_rate=transition_learning_rate, patience=patience)
     settings = {"n_states": n_states, "downsample": downsample_factor, "fps": float(fps), "seed": seed,
