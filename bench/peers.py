@@ -167,6 +167,30 @@ def run_facemap_script(script: str, *args: str, timeout: float = 600) -> str:
 #   tensors
 #       torch.save of strided / offset views and several dtypes -> tensors.pt,
 #       their values -> tensors.npz
+# Python source, for scripts run INSIDE the facemap venv: the original's own inference,
+# frame by frame (batch 1, as its CLI), from frames to keypoints in frame pixels.
+ORIGINAL_PIPELINE = r"""
+def original_pipeline(net, frames, bbox):
+    # (N, H, W) frames -> ((N, K, 3) x, y, likelihood, (N, 256, 256) inputs, pads, postpad shape);
+    # bbox in ITS order: (x1, x2) = row range, (y1, y2) = column range.
+    import numpy as np
+    import torch
+    from facemap.pose import transforms
+    from facemap.pose import pose_helper_functions as pose_utils
+
+    y1, _, x1, _ = bbox  # as Pose.predict_landmarks reads it
+    keypoints, inputs = [], []
+    for frame in frames:
+        im, postpad_shape, pads = transforms.preprocess_img(
+            frame[None, None], bbox, add_padding=True, resize=True, device=torch.device("cpu"))
+        xl, yl, lik = pose_utils.predict(net, im, smooth=False)
+        xl, yl = transforms.adjust_keypoints(xl, yl, crop_xy=(x1, y1), padding=pads,
+                                             current_size=(256, 256), desired_size=postpad_shape)
+        keypoints.append(torch.stack([xl, yl, lik], dim=-1).numpy())
+        inputs.append(im[:, 0].numpy())
+    return np.concatenate(keypoints).astype(np.float32), np.concatenate(inputs), pads, postpad_shape
+"""
+
 FACEMAP_SCRIPT = r"""
 import sys
 import numpy as np
@@ -174,6 +198,7 @@ import torch
 from facemap.pose.facemap_network import FMnet
 from facemap.pose import transforms
 from facemap.pose import pose_helper_functions as pose_utils
+__PIPELINE__
 
 torch.set_num_threads(1)
 BODYPARTS = __BODYPARTS__  # filled in from jfacemap.skeleton (jfacemap is not installed in the peer venv)
@@ -215,20 +240,10 @@ elif mode == "run":
     np.savez(out + "/run.npz", heatmap=hm.numpy(), locx=locx.numpy(), locy=locy.numpy())
 elif mode == "pipeline":
     net = load_net(sys.argv[3])
-    frames = np.load(sys.argv[4])
-    bbox = [int(v) for v in sys.argv[5:9]]
-    y1, _, x1, _ = bbox  # as Pose.predict_landmarks reads it
-    keypoints, inputs = [], []
-    for frame in frames:
-        im, postpad_shape, pads = transforms.preprocess_img(
-            frame[None, None], bbox, add_padding=True, resize=True, device=torch.device("cpu"))
-        xl, yl, lik = pose_utils.predict(net, im, smooth=False)
-        xl, yl = transforms.adjust_keypoints(xl, yl, crop_xy=(x1, y1), padding=pads,
-                                             current_size=(256, 256), desired_size=postpad_shape)
-        keypoints.append(torch.stack([xl, yl, lik], dim=-1).numpy())
-        inputs.append(im[:, 0].numpy())
-    np.savez(out + "/pipeline.npz", keypoints=np.concatenate(keypoints), inputs=np.concatenate(inputs),
-             pads=np.array(pads), postpad_shape=np.array(tuple(postpad_shape)))
+    keypoints, inputs, pads, postpad_shape = original_pipeline(net, np.load(sys.argv[4]),
+                                                               [int(v) for v in sys.argv[5:9]])
+    np.savez(out + "/pipeline.npz", keypoints=keypoints, inputs=inputs, pads=np.array(pads),
+             postpad_shape=np.array(tuple(postpad_shape)))
 elif mode == "tensors":
     g = torch.Generator().manual_seed(0)
     base = torch.randn(5, 7, generator=g)
@@ -249,7 +264,7 @@ elif mode == "tensors":
     torch.save({"epoch": 3, "state_dict": bn.state_dict()}, out + "/checkpoint.pt")
 else:
     raise SystemExit("unknown mode " + mode)
-""".replace("__BODYPARTS__", repr(list(FACEMAP_BODYPARTS)))
+""".replace("__BODYPARTS__", repr(list(FACEMAP_BODYPARTS))).replace("__PIPELINE__", ORIGINAL_PIPELINE)
 
 
 # ---- HMM peers (dynamax, hmmlearn) ------------------------------------------------------------

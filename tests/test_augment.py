@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jfacemap.track.augment import IDENTITY, AugmentConfig, AugmentParams, apply_params, augment_batch, sample_params
+from jfacemap.track.augment import IDENTITY, ZOOM, AugmentConfig, AugmentParams, apply_params, augment_batch, sample_params
 from jfacemap.track.preprocess import crop_geometry, keypoints_to_network, normalize_percentile, preprocess
 
 # jitted: op-by-op dispatch compiles every small op and is slower on a CPU
@@ -61,7 +61,7 @@ def test_random_augment_keeps_dots_on_their_keypoints(shape):
     centres = [(rng.uniform(0.4, 0.6) * shape[1], rng.uniform(0.4, 0.6) * shape[0]) for _ in range(16)]
     frames = _dot_frames(shape, centres)
     kp = np.array(centres, np.float32)[:, None, :]
-    config = AugmentConfig(intensity_prob=0.0)  # brightness would shift the centroid
+    config = AugmentConfig(inward_prob=0.5, clamp=False, intensity_prob=0.0)  # ZOOM's boxes; no brightness shift
     images, out = augment_batch(jax.random.key(3), jnp.asarray(frames), kp, config)
     images, out = np.asarray(images[..., 0]), np.asarray(out[:, 0])
     for image, point in zip(images, out):
@@ -80,7 +80,7 @@ def test_points_cropped_away_become_nan():
 
 
 def test_draws_in_range():
-    config = AugmentConfig()
+    config = ZOOM
     p = sample_params(jax.random.key(0), 4000, (200, 300), config)
     box = np.asarray(p.box, float)
     moved = np.abs(box - [0, 300, 0, 200]) / [300, 300, 200, 200]
@@ -90,3 +90,17 @@ def test_draws_in_range():
     assert 0.45 < on.mean() < 0.55
     assert 0.7 <= p.gain.min() and p.gain.max() <= 1.3 and np.abs(p.offset).max() <= 0.2
     assert np.all(np.asarray(p.offset)[~on] == 0)
+
+
+def test_original_style_boxes_only_grow_and_stay_in_the_frame():
+    # inward_prob=0 + clamp: the original's randomize_bbox_coordinates. Around a whole-frame
+    # box nothing changes (its expansions are all cut back at the frame edge).
+    config = AugmentConfig(inward_prob=0.0, clamp=True)
+    p = sample_params(jax.random.key(0), 500, (200, 300), config)
+    np.testing.assert_array_equal(np.asarray(p.box), np.tile([0, 300, 0, 200], (500, 1)))
+    bbox = (100, 200, 60, 180)  # x0, x1, y0, y1: 100 x 120 px; the bottom can reach the frame's edge
+    p = sample_params(jax.random.key(1), 2000, (200, 300), config, bbox)
+    box = np.asarray(p.box, float)
+    grow = (box - [100, 200, 60, 180]) * [-1, 1, -1, 1] / [100, 100, 120, 120]  # outward moves
+    assert grow[:, :3].min() >= 0.1 - 0.01 and grow.max() <= 0.3 + 0.01  # never inwards
+    assert box[:, 2].min() >= 0 and box[:, 3].max() == 200  # clamped to the frame, and some reach it

@@ -179,3 +179,20 @@ def test_broken_dlc_h5_names_the_file_and_points_to_the_csv(tmp_path):
     path.with_suffix(".csv").write_text("scorer\n")
     with pytest.raises(ValueError, match=r"the CSV beside it .*CollectedData_me\.csv"):
         load_labelled_frames(path)
+
+
+def test_track_reports_frames_per_second_without_a_terminal(project, tmp_path, monkeypatch):
+    """CliRunner's stderr is not a terminal: sparse progress lines, then frames/s on stdout."""
+    from typer.testing import CliRunner
+
+    from jfacemap.cli.app import app
+
+    monkeypatch.setenv("XLA_FLAGS", ENV["XLA_FLAGS"])
+    result = CliRunner().invoke(app, ["track", str(project["video"]), "--model", str(project["model"]),
+                                      "--out", str(tmp_path), "--chunk-size", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    [rate] = [ln for ln in lines if ln.startswith("tracked ")]
+    assert rate.startswith(f"tracked {N_FRAMES} frames in ") and rate.endswith(" frames/s)")
+    progress = [ln for ln in lines if "frames (" in ln and "%" in ln]
+    assert 1 <= len(progress) <= 11 and progress[-1].endswith(f"{N_FRAMES}/{N_FRAMES} frames (100%)")

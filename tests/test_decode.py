@@ -94,3 +94,16 @@ def test_batch_and_jit_agree():
     full = _decode(t.heatmap, t.offset_x, t.offset_y)
     one = decode_heatmaps(t.heatmap[2:3], t.offset_x[2:3], t.offset_y[2:3])
     np.testing.assert_allclose(np.asarray(full[2:3]), np.asarray(one), rtol=1e-6)
+
+
+def test_no_peak_is_nan_with_likelihood_zero_not_the_corner():
+    # A keypoint the network does not see (e.g. cut off at the frame edge) has an all-zero
+    # heatmap after the ReLU: it must not come out at cell (0, 0) with likelihood 0.5.
+    hm = np.zeros((2, 64, 64, 2), np.float32)
+    hm[1, 10, 20, 1] = 0.3  # frame 1, keypoint 1: a real (weak) peak
+    offsets = np.full_like(hm, 0.1)
+    out = np.asarray(decode_heatmaps(hm, offsets, offsets))
+    assert np.isnan(out[0, :, :2]).all() and np.isnan(out[1, 0, :2]).all()
+    np.testing.assert_array_equal(out[0, :, 2], 0.0)
+    assert out[1, 0, 2] == 0.0
+    np.testing.assert_allclose(out[1, 1], [(20 - 0.6) * 4, (10 - 0.6) * 4, 1 / (1 + np.exp(-0.3))], rtol=1e-6)

@@ -230,6 +230,21 @@ def test_load_label_images_finds_project_root(tmp_path):
     assert load_label_images(table, root=tmp_path).shape == (3, 20, 30)
 
 
+def test_label_images_found_when_run_from_inside_the_labels_folder(tmp_path, monkeypatch):
+    # `jfacemap train CollectedData_me.csv` from inside labeled-data/vid/: the relative path
+    # has no parents, so the project root must come from where the CSV really is.
+    _label_folder(tmp_path, [(20, 30)] * 2)
+    monkeypatch.chdir(tmp_path / "labeled-data" / "vid")
+    images = load_label_images(read_dlc_csv("CollectedData_me.csv"))
+    assert images.shape == (2, 20, 30) and images[1, 0, 0] == 10
+    # ... and through a symlink to the CSV placed elsewhere.
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "labels.csv"
+    link.symlink_to(tmp_path / "labeled-data" / "vid" / "CollectedData_me.csv")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_label_images(read_dlc_csv("labels.csv")).shape == (2, 20, 30)
+
+
 def test_load_label_images_errors(tmp_path):
     table = _label_folder(tmp_path / "p1", [(20, 30), (20, 31)])
     with pytest.raises(ImageError, match="must share one size") as err:

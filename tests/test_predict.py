@@ -27,6 +27,8 @@ def clip(tmp_path_factory):
     video = folder / "mouse.mkv"
     write_video(video, frames, fps=50.0, lossless=True)
     model = FacemapUNet(len(session.bodyparts), SMALL, rngs=nnx.Rngs(0))
+    # A raised heatmap bias gives every channel a peak: an all-zero heatmap would decode to NaN.
+    model.heatmap_head.bias.set_value(model.heatmap_head.bias.get_value() + 0.5)
     return video, model, list(session.bodyparts)
 
 
@@ -86,7 +88,7 @@ def test_interrupted_run_resumes_from_the_last_chunk(clip, reference, tmp_path, 
 
     starts = []
     real = predict_mod.iter_chunks
-    monkeypatch.setattr(predict_mod, "iter_chunks", lambda v, c, start=0: starts.append(start) or real(v, c, start=start))
+    monkeypatch.setattr(predict_mod, "iter_chunks", lambda v, c, start=0, **kw: starts.append(start) or real(v, c, start=start, **kw))
     progress = []
     kp = track_video(video, model, names, chunk_size=5, out_path=out, on_progress=progress.append,
                      predictors=SHARED)
@@ -105,7 +107,7 @@ def test_partial_of_another_model_or_damaged_is_discarded(clip, reference, tmp_p
         track_video(video, other, names, chunk_size=5, out_path=out, on_progress=lambda n: (_ for _ in ()).throw(Stop))
     starts = []
     real = predict_mod.iter_chunks
-    monkeypatch.setattr(predict_mod, "iter_chunks", lambda v, c, start=0: starts.append(start) or real(v, c, start=start))
+    monkeypatch.setattr(predict_mod, "iter_chunks", lambda v, c, start=0, **kw: starts.append(start) or real(v, c, start=start, **kw))
     np.testing.assert_allclose(track_video(video, model, names, chunk_size=5, out_path=out, predictors=SHARED), reference, atol=1e-4)
     partial_path(out).write_bytes(b"\x89HDF garbage from a killed write")
     np.testing.assert_allclose(track_video(video, model, names, chunk_size=5, out_path=out, predictors=SHARED), reference, atol=1e-4)
@@ -152,3 +154,47 @@ def test_two_videos_with_one_name_into_one_folder_are_refused(tmp_path):
     with pytest.raises(ValueError, match="would both write"):
         output_paths([a, b], tmp_path / "out")
     assert [p.parent.name for p in output_paths([a, b])] == ["day1", "day2"]
+
+
+# ------------------------------------------- hard and damaged videos -------
+
+@pytest.fixture(scope="module")
+def hard_clips(tmp_path_factory):
+    import hard_videos
+
+    folder = tmp_path_factory.mktemp("hard")
+    intact, corrupt, bad = hard_videos.make_corrupt(folder, n_frames=200, n_bad=2)
+    names = ("long_gop", "intra_refresh")
+    return {**{name: hard_videos.make(folder, name) for name in names}, "corrupt": corrupt}, bad
+
+
+@pytest.mark.parametrize("name", ["long_gop", "intra_refresh", "corrupt"])
+def test_resume_is_byte_identical_on_hard_videos(hard_clips, tmp_path, name):
+    clips, bad = hard_clips
+    video = clips[name]
+    model = FacemapUNet(4, SMALL, rngs=nnx.Rngs(3))
+    names = ["a", "b", "c", "d"]
+    warned = []
+    whole = track_video(video, model, names, chunk_size=64, out_path=tmp_path / "whole.h5",
+                        predictors=SHARED, on_warning=warned.append)
+    seen = []
+
+    def stop_after_three(n):
+        seen.append(n)
+        if len(seen) == 3:
+            raise Stop
+
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(Stop):  # stops after frame 192: resuming seeks into the middle of the video
+        track_video(video, model, names, chunk_size=64, out_path=out, on_progress=stop_after_three,
+                    predictors=SHARED, on_warning=warned.append)
+    resumed = track_video(video, model, names, chunk_size=64, out_path=out, predictors=SHARED,
+                          on_warning=warned.append)
+    assert resumed.tobytes() == whole.tobytes()
+    assert read_facemap_pose(out)[0].tobytes() == read_facemap_pose(tmp_path / "whole.h5")[0].tobytes()
+    if name == "corrupt":
+        assert np.isnan(whole[bad, :, :2]).all() and (whole[bad, :, 2] == 0).all()
+        assert warned == [f"corrupt.mkv: 2 frames could not be decoded (frames {bad[0]}-{bad[1]}); "
+                          "their keypoints are NaN with likelihood 0"] * 2
+    else:
+        assert warned == []

@@ -62,7 +62,12 @@ def test_masked_labels_get_no_loss_and_no_gradient():
 def test_presets_have_the_spec_numbers():
     base, ft = RECIPES["base"], RECIPES["finetune"]
     assert (base.optimizer, base.batch_size, base.epochs, base.weight_decay, base.lr) == ("adam", 8, 36, 0.0, 4e-4)
-    assert (ft.optimizer, ft.batch_size, ft.epochs, ft.weight_decay, ft.lr) == ("adamw", 8, 36, 1e-3, 1e-4)
+    # Fine-tuning: a small batch and a floor on optimizer steps.
+    assert (ft.optimizer, ft.batch_size, ft.epochs, ft.weight_decay, ft.lr) == ("adamw", 4, 36, 1e-3, 1e-4)
+    assert ft.min_steps == train.FINETUNE_MIN_STEPS > 0 and base.min_steps == 0
+    assert get_recipe("finetune", epochs=2).min_steps == 0  # asked for 2 epochs: exactly 2
+    assert get_recipe("finetune", epochs=2, min_steps=10).min_steps == 10
+    assert base.grad_clip == ft.grad_clip == 50.0  # the original's clip_grad_norm_(..., 50)
     assert (base.loss.heatmap, base.loss.offset, base.sigma) == (1.0, 0.5, 3.0)
     aug = base.augment
     assert (aug.jitter, aug.flip_prob, aug.contrast, aug.brightness, aug.intensity_prob) == (
@@ -83,6 +88,41 @@ def test_lr_schedule_at_epoch_boundaries(name, lr):
     short = lr_schedule(RECIPES[name].replace(epochs=10), spe)
     assert float(short(4 * spe - 1)) == pytest.approx(lr) and float(short(4 * spe)) == pytest.approx(lr / 10)
     assert float(short(7 * spe)) == pytest.approx(lr / 25)
+
+
+def test_training_plan_counts_steps_not_only_epochs():
+    base, ft = RECIPES["base"], RECIPES["finetune"]
+    assert train.training_plan(base, 80) == (8, 10, 36)  # the paper's recipe is untouched
+    assert train.training_plan(base, 3) == (3, 1, 36)  # batch never above the number of frames
+    for n in (1, 2, 6, 10, 20, 50):
+        plan = train.training_plan(ft, n)
+        assert plan.batch_size == min(n, 4) and plan.steps_per_epoch == -(-n // plan.batch_size)
+        assert plan.steps >= ft.min_steps and plan.epochs >= 36
+        assert plan.epochs == 36 or (plan.epochs - 1) * plan.steps_per_epoch < ft.min_steps  # no more than needed
+    assert train.training_plan(ft, 6) == (4, 2, 150) and train.training_plan(ft, 50) == (4, 13, 36)
+    # The LR tail stays at the end of the longer run.
+    plan = train.training_plan(ft, 6)
+    sched = lr_schedule(ft, plan.steps_per_epoch, plan.epochs)
+    assert float(sched(144 * 2 - 1)) == pytest.approx(1e-4) and float(sched(144 * 2)) == pytest.approx(1e-5)
+    assert float(sched(150 * 2 - 1)) == pytest.approx(4e-6)
+
+
+def test_gradient_clipping_is_applied_before_adam():
+    params = {"w": jnp.zeros(3)}
+    grads = [{"w": jnp.array([300.0, -400.0, 0.0])}, {"w": jnp.array([1.0, 2.0, -2.0])}]  # norms 500, 3
+    clipped = [{"w": g["w"] * min(1.0, 50.0 / float(jnp.linalg.norm(g["w"])))} for g in grads]
+
+    def run(recipe, gs):
+        tx = train.make_optimizer(recipe, 1)
+        state, p = tx.init(params), params
+        for g in gs:
+            updates, state = tx.update(g, state, p)
+            p = jax.tree.map(lambda a, b: a + b, p, updates)
+        return np.asarray(p["w"])
+
+    base = RECIPES["base"]
+    np.testing.assert_allclose(run(base, grads), run(base.replace(grad_clip=None), clipped), rtol=1e-6)
+    assert not np.allclose(run(base, grads), run(base.replace(grad_clip=None), grads), rtol=1e-3)
 
 
 def test_epoch_batches_make_progress_with_few_frames():
@@ -161,6 +201,30 @@ def test_model_store_round_trip(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         model_store.load_tracker("not-a-model")
 
+    # A damaged folder is one line naming the file, never a page of orbax traceback.
+    from jfacemap.io.model_folder import ModelFolderError
+
+    data_files = sorted(p for p in (folder / "state").rglob("*") if p.is_file() and p.stat().st_size > 1000)
+    assert data_files
+    for damage in ("garble", "truncate", "remove"):
+        broken = tmp_path / f"broken-{damage}"
+        import shutil
+
+        shutil.copytree(folder, broken)
+        for p in sorted(q for q in (broken / "state").rglob("*") if q.is_file() and q.stat().st_size > 1000):
+            if damage == "garble":
+                raw = bytearray(p.read_bytes())
+                raw[100:600] = bytes(range(256)) + bytes(244)
+                p.write_bytes(bytes(raw))
+            elif damage == "truncate":
+                p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+            else:
+                p.unlink()
+        with pytest.raises(ModelFolderError) as info:
+            model_store.load_tracker(broken)
+        message = str(info.value)
+        assert str(broken / "state") in message and "\n" not in message.strip(), (damage, message)
+
     # An original-program .pt state_dict.
     from jfacemap.io.torch_weights import save_torch_state_dict
     from jfacemap.nets.convert import unet_to_torch_state_dict
@@ -197,7 +261,27 @@ def test_evaluate_keys_and_zero_error(monkeypatch):
     assert result["per_keypoint_px"] == {"p": 0.0, "q": 0.0}
     assert (result["n_frames"], result["n_points"]) == (4, 7)
 
+    assert result["n_missed"] == 0
+
     shifted = labels.copy()
     shifted[..., 0] += 3.0
     result = evaluate_tracker(None, frames, shifted, ["p", "q"])
     assert result["mean_px"] == pytest.approx(3.0) and result["per_keypoint_px"]["q"] == pytest.approx(3.0)
+
+
+def test_evaluate_counts_points_without_a_prediction(monkeypatch):
+    labels = np.array([[[10.0, 10.0], [20.0, 20.0]], [[5.0, 5.0], [np.nan, np.nan]]], np.float32)
+
+    class NoPeak:  # keypoint 1 of frame 0 was not found (NaN); the rest are 1 px off in x
+        def __init__(self, model, bbox, shape):
+            pass
+
+        def __call__(self, batch):
+            out = np.nan_to_num(labels[: len(batch)]) + [1.0, 0.0]
+            out[0, 1] = np.nan
+            return out
+
+    monkeypatch.setattr(train, "make_predict_fn", NoPeak)
+    result = evaluate_tracker(None, np.zeros((2, 32, 32), np.uint8), labels, ["p", "q"])
+    assert (result["n_points"], result["n_missed"]) == (2, 1)
+    assert result["mean_px"] == pytest.approx(1.0)

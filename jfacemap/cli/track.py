@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -70,11 +71,18 @@ def track(
         resumed = resume and partial_path(target).is_file()
         fractions: dict = {}
         label = f"{'resuming' if resumed else 'tracking'} {video.name}"
+        started, earlier = time.perf_counter(), []
         with progress_bar(info.n_frames, label) as advance:
-            track_video(video, net, bodyparts, bbox=box, batch_size=batch_size, chunk_size=chunk_size,
-                        out_path=target, on_progress=advance, resume=resume,
-                        csv_path=target.with_suffix(".csv") if csv else None,
-                        postprocess=_filter(fractions) if filter_ else None, predictors=predictors)
+            keypoints = track_video(
+                video, net, bodyparts, bbox=box, batch_size=batch_size, chunk_size=chunk_size,
+                out_path=target, on_progress=advance, resume=resume,
+                on_resume=lambda n: (earlier.append(n), advance(n)),
+                csv_path=target.with_suffix(".csv") if csv else None,
+                postprocess=_filter(fractions) if filter_ else None, predictors=predictors,
+                on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
+        seconds, now = time.perf_counter() - started, len(keypoints) - sum(earlier)
+        before = f" ({sum(earlier)} more came from the interrupted run)" if earlier else ""
+        typer.echo(f"tracked {now} frames in {seconds:.1f} s ({now / max(seconds, 1e-9):.1f} frames/s){before}")
         typer.echo(f"keypoints  {target}")
         if csv:
             typer.echo(f"csv        {target.with_suffix('.csv')}")

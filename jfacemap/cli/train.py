@@ -38,7 +38,7 @@ def load_model(name_or_dir: str):
 
 def _print_epoch(total: int):
     def show(epoch: int, row: dict) -> None:
-        typer.echo(f"epoch {epoch + 1:>3}/{total}  loss {row['loss']:.4f}  heatmap {row['heatmap']:.4f}  "
+        typer.echo(f"epoch {epoch + 1:>3}/{row.get('epochs', total)}  loss {row['loss']:.4f}  heatmap {row['heatmap']:.4f}  "
                    f"offset {row['offset']:.4f}  lr {row['lr']:.2g}  {row['seconds']:.1f} s", err=True)
         sys.stderr.flush()
     return show

@@ -309,12 +309,15 @@ def _image_root(table: LabelTable, root: str | os.PathLike | None) -> Path:
         return Path(root)
     if table.source is None:
         return Path.cwd()
-    folders = [table.source.parent, *list(table.source.parent.parents)[:3]]
+    # Absolute first: "train.csv" run from inside its folder has no parents to search.
+    # Then the real location, for a CSV reached through a symlink.
+    sources = dict.fromkeys([Path(os.path.abspath(table.source)), table.source.resolve()])
+    folders = [f for src in sources for f in [src.parent, *list(src.parent.parents)[:3]]]
     first = _relative(table.index[0]) if table.index else None
     for folder in folders:
         if first is not None and (folder / first).is_file():
             return folder
-    return table.source.parent
+    return folders[0]
 
 
 def _relative(name: str) -> Path:

@@ -1,37 +1,44 @@
 """Grayscale video in and out through the ffmpeg binary that imageio-ffmpeg ships.
 
 Frames are (H, W) uint8, batches (B, H, W) uint8, in the stored orientation
-(`-noautorotate`), numbered in the order ffmpeg decodes and shows them.
-Three ffmpeg habits shape this module:
+(`-noautorotate`), numbered in presentation order. Frame k is always what
+decoding from frame 0 shows k-th; a frame that cannot be decoded keeps its
+number (reads raise `VideoError` for it, whole-video reads mark it invalid).
+What shapes this module:
 
-- Container metadata (duration, nb_frames) lies for truncated files, so frame
-  counts come from decoding (or, with `exact=False`, from counting packets).
-- Pipe output defaults to constant frame rate: ffmpeg silently duplicates or
-  drops frames where timestamps jump. Every read passes `-fps_mode
+- Container metadata lies for truncated files, so counts come from the
+  packets (`exact=False`) or from decoding (`exact=True`).
+- Pipe output defaults to constant frame rate: every read passes `-fps_mode
   passthrough`, one output frame per decoded frame.
-- Seeking is by time, and mp4 seeks by decode time. Frame k is found through
-  the packets' presentation times (`-c copy -f framecrc`, no decoding): seek
-  just before the last keyframe at or before k, let ffmpeg's accurate seek
-  drop what precedes it, skip the rest here. Where that is unsafe (no
-  timestamps, as in AVI with B-frames; MPEG-TS, whose seeks land late; any
-  demuxing error) reads decode from frame 0 and skip.
+- A "keyframe" is not always a place to start decoding: open-GOP I-frames
+  and intra-refresh recovery points need earlier pictures. Reads seek only
+  to keyframes shown to be clean (an IDR picture, checked in the bitstream,
+  or an intra-only stream) and watch ffmpeg's log; other seeks, and any read
+  that meets a decoding error, go through a per-video index of decoded-frame
+  checksums (`video_index.frames`, one decoding pass, cached) and every frame
+  read after a seek must match it, else the read starts from an earlier
+  keyframe. Files without usable timestamps (AVI with B-frames, MPEG-TS) are
+  read from frame 0.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import imageio_ffmpeg
 import numpy as np
 
-from jfacemap.io.atomic import atomic_path
+from jfacemap.io import video_index
+from jfacemap.io.video_errors import VideoError, last_line as _last_line
 from jfacemap.io.inputs import existing_file
+from jfacemap.io.video_writer import VideoWriter, write_video  # re-exported: one entry point for video
 
 __all__ = ["VideoError", "VideoInfo", "video_info", "iter_chunks", "read_frames",
            "VideoWriter", "write_video"]
@@ -39,32 +46,28 @@ __all__ = ["VideoError", "VideoInfo", "video_info", "iter_chunks", "read_frames"
 # A new ffmpeg process plus a seek costs about as much as decoding this many
 # frames; `read_frames` keeps decoding across smaller gaps.
 _SEEK_COST_FRAMES = 48
-# Demuxers whose seeks land on a keyframe at or before the asked time.
-_SEEKABLE = {"mov", "mp4", "matroska", "webm", "avi"}
-
-
-class VideoError(ValueError):
-    """A video cannot be read or written; the message is one line naming the file."""
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """`n_frames` decodable frames of `height` x `width` px at `fps` Hz (average rate)."""
+    """`n_frames` frame slots of `height` x `width` px at `fps` Hz (average rate).
+
+    A slot is a shown frame the file holds a packet for, decodable or not, so
+    frame numbers after a damaged stretch stay right. `undecodable` lists the
+    slots that do not decode (or decode concealed); only `exact=True` finds
+    them, `exact=False` gives ().
+    """
 
     path: Path
     n_frames: int
     height: int
     width: int
     fps: float
+    undecodable: tuple[int, ...] = ()
 
 
 def _checked(path: str | Path) -> Path:
     return existing_file(path, "video", VideoError)
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
 
 
 def _open_failure(p: Path, stderr: str) -> VideoError:
@@ -112,148 +115,238 @@ def _parse_stream(p: Path, stderr: str) -> tuple[int, int, float]:
     raise VideoError(f"{p}: has no video stream")
 
 
+def _probe(p: Path) -> tuple[video_index.Packets | None, tuple[int, int, float]]:
+    """The packet index (None: no usable timing) and (height, width, fps); cached per file version."""
+    index, log = video_index.packets(p, _run)
+    return index, _parse_stream(p, log)
+
+
 def video_info(path: str | Path, exact: bool = True) -> VideoInfo:
     """Frame count, size and frame rate of the video at `path`.
 
+    `exact=False` counts packets without decoding (~20x faster): right for
+    intact files and for files cut short (the cut packet is discarded).
     `exact=True` decodes every frame inside ffmpeg (no pixels are piped) and
-    counts what decodes: the number `iter_chunks` yields. `exact=False` counts
-    packets without decoding, ~20x faster: the same for intact files and for
-    files cut short (the cut packet is discarded), but a packet that is
-    complete yet fails to decode still counts.
+    also finds the frames that do not decode (`undecodable`); its count is
+    the number of frames `iter_chunks` yields. Where timestamps are unusable
+    (no slots to keep), it counts the frames that decode.
     """
     p = _checked(path)
+    index, (height, width, fps) = _probe(p)
+    if index is not None and index.seekable:
+        frames = video_index.frames(p, _run, index) if exact else None
+        if frames is not None or not exact:
+            if not (frames.outputs.any() if frames is not None else index.n):
+                raise VideoError(f"{p}: contains no decodable frames")
+            return VideoInfo(p, index.n, height, width, fps, frames.undecodable if frames else ())
     mode = ["-fps_mode", "passthrough"] if exact else ["-c", "copy"]
     res = _run(p, ["-stats", *_input_args(p), *mode, "-f", "null", "-"])
-    height, width, fps = _parse_stream(p, res.stderr)
     counts = re.findall(r"frame=\s*(\d+)", res.stderr)
     if not counts or int(counts[-1]) == 0:
         raise VideoError(f"{p}: contains no decodable frames")
     return VideoInfo(p, int(counts[-1]), height, width, fps)
 
 
-@dataclass(frozen=True)
-class _Index:
-    """Packet timing: frame k is shown at times[k] s; keys are keyframe indices (sorted)."""
+class _Untrusted(Exception):
+    """A fast read met a decoding error (or lost frames) before slot `slot`."""
 
-    times: np.ndarray
-    tick: float  # the stream's time base, s
-    keys: np.ndarray
-
-    def seek_time(self, k: int) -> float:
-        """A time for `-ss` at which ffmpeg's accurate seek keeps frame k but not k-1.
-
-        ffmpeg rounds the seek offset to the stream's time base, so a midpoint
-        between frames one tick apart (AVI) can round either way; 0.4 ticks
-        before frame k rounds onto it, and >= 2 us survives `-ss`'s
-        microsecond resolution for very fine time bases.
-        """
-        gap = self.times[k] - self.times[k - 1]
-        return float(self.times[k] - min(max(0.4 * self.tick, 2e-6), gap / 2))
-
-    def key_before(self, k: np.ndarray | int) -> np.ndarray:
-        """Index of the last keyframe at or before frame(s) k."""
-        return self.keys[np.maximum(np.searchsorted(self.keys, k, side="right") - 1, 0)]
+    def __init__(self, slot: int):
+        super().__init__(slot)
+        self.slot = slot
 
 
-def _packet_index(p: Path) -> _Index | None:
-    """Timing of every video packet, read without decoding; None where seeking is unsafe.
+class _Decoding:
+    """One ffmpeg process piping gray frames from `seek` s on (None: from the start).
 
-    Unsafe: a container outside _SEEKABLE, a packet without a timestamp, two
-    frames at one time, or any demuxing error (a damaged file may hold
-    packets that do not decode, which would shift every index after them).
+    Its log (level+warning) goes to a file, not a pipe, so ffmpeg never
+    blocks on it; `trouble()` says whether it reports a damaged frame so far.
     """
-    res = _run(p, ["-loglevel", "level+info", *_input_args(p), "-c", "copy", "-f", "framecrc", "-"])
-    fmt = re.search(r"Input #0, ([\w,]+), from", res.stderr)
-    if (res.returncode != 0 or "[error]" in res.stderr or "[fatal]" in res.stderr
-            or not fmt or not _SEEKABLE & set(fmt.group(1).split(","))):
-        return None
-    text = res.stdout.decode("ascii", "replace")
-    tb = re.search(r"#tb 0: (\d+)/(\d+)", text)
-    rows = [[c.strip() for c in ln.split(",")] for ln in text.splitlines()
-            if ln and not ln.startswith("#")]
-    if not tb or not rows:
-        return None
-    pts = np.asarray([int(r[2]) for r in rows], dtype=np.int64)
-    ticks = np.sort(pts)
-    if ticks[0] == np.iinfo(np.int64).min or np.any(np.diff(ticks) <= 0):
-        return None
-    # framecrc prints a packet's flags (F=) only when they are not just "keyframe".
-    key_ticks = np.sort(pts[[not any(c.startswith("F=") for c in r[6:]) for r in rows]])
-    keys = np.searchsorted(ticks, key_ticks) if len(key_ticks) else np.zeros(1, np.int64)
-    tick = int(tb.group(1)) / int(tb.group(2))
-    return _Index(ticks * tick, tick, keys)
 
+    def __init__(self, p: Path, seek: float | None, size: tuple[int, int]):
+        self.p, self.nbytes = p, size[0] * size[1]
+        self.log = tempfile.TemporaryFile()
+        self._seen = 0
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "level+warning",
+               *([] if seek is None else ["-ss", f"{seek:.6f}"]), *_input_args(p),
+               "-fps_mode", "passthrough", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, bufsize=4 * self.nbytes)
 
-def _frames_from(p: Path, start: int, index: _Index | None) -> Iterator[tuple[int, int, bytes]]:
-    """(height, width, gray bytes) of frames start, start+1, ... to the end.
-
-    Seeks to the keyframe at or before `start`, not to `start` itself: mp4
-    seeks by decode time and would land on the next keyframe, which is
-    decoded before (and shown after) the B-frames in front of it.
-    """
-    seek: list[str] = []
-    first = 0
-    if start > 0 and index is not None:
-        if start >= len(index.times):
-            return
-        first = int(index.key_before(start))
-        if first > 0:
-            seek = ["-ss", f"{index.seek_time(first):.6f}"]
-    gen = imageio_ffmpeg.read_frames(
-        str(p), pix_fmt="gray", bits_per_pixel=8, input_params=[*seek, *_INPUT_OPTIONS],
-        output_params=["-map", "0:V:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"],
-    )
-    try:
-        try:
-            meta = next(gen)
-        except (OSError, RuntimeError) as err:
-            raise _open_failure(p, str(err)) from None
-        width, height = meta["size"]
-        k = first
+    def frames(self) -> Iterator[bytes]:
         while True:
-            try:
-                frame = next(gen)
-            except StopIteration:
+            buf = self.proc.stdout.read(self.nbytes)
+            if len(buf) < self.nbytes:
                 return
-            except RuntimeError as err:
-                raise VideoError(f"{p}: decoding failed at frame {k}: {_last_line(str(err))}") from None
+            yield buf
+
+    def text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
+
+    def trouble(self) -> bool:
+        """ffmpeg logged an error or a concealed / corrupt frame (checked only when the log grew)."""
+        size = os.fstat(self.log.fileno()).st_size
+        if size == self._seen:
+            return False
+        self._seen = size
+        return bool(video_index.TROUBLE.search(self.text()))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.stdout.close()
+        self.proc.wait()
+        self.log.close()
+
+
+def _as_frame(buf: bytes, size: tuple[int, int]) -> np.ndarray:
+    return np.frombuffer(buf, np.uint8).reshape(size)
+
+
+def _slots(p: Path, start: int, stop: int | None) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(k, frame k or None where it does not decode) for k = start..stop-1 (stop None: the end)."""
+    index, (height, width, _) = _probe(p)
+    size = (height, width)
+    if index is None or not index.seekable:
+        yield from _plain(p, start, stop, size)
+        return
+    stop = index.n if stop is None else min(stop, index.n)
+    if start >= stop:
+        return
+    try:
+        yield from _fast(p, index, start, stop, size)
+    except _Untrusted as err:
+        yield from _exact(p, index, err.slot, stop, size)
+
+
+def _plain(p: Path, start: int, stop: int | None, size) -> Iterator[tuple[int, np.ndarray]]:
+    """No timestamps to number frames by: decode from frame 0, count what comes out."""
+    dec = _Decoding(p, None, size)
+    try:
+        for k, buf in enumerate(dec.frames()):
+            if stop is not None and k >= stop:
+                return
             if k >= start:
-                yield height, width, frame
-            k += 1
+                yield k, _as_frame(buf, size)
+        if dec.proc.wait() != 0 and "Output #0" not in dec.text():
+            raise _open_failure(p, dec.text())
     finally:
-        gen.close()  # stops ffmpeg when the caller stops early
+        dec.close()
+
+
+def _fast(p: Path, index, start: int, stop: int, size) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode from the last clean keyframe (or frame 0), numbering frames as they come.
+
+    Raises _Untrusted at the first slot not known good: the log reports a
+    decoding error, frames run out early, or the clean keyframe lies much
+    further back than an unverified one (where the checked index may seek).
+    """
+    keys = index.keys[index.keys <= start]
+    clean = keys[index.clean[: len(keys)]]
+    first = int(clean[-1]) if len(clean) else 0
+    if len(keys) and keys[-1] - first > _SEEK_COST_FRAMES and start - first > 4 * _SEEK_COST_FRAMES:
+        raise _Untrusted(start)
+    dec = _Decoding(p, index.seek_time(first) if first > 0 else None, size)
+    k = first
+    try:
+        for buf in dec.frames():
+            if dec.trouble():
+                raise _Untrusted(max(k, start))
+            if k >= start:
+                yield k, _as_frame(buf, size)
+            k += 1
+            if k == stop:
+                return
+        dec.proc.wait()
+        raise _Untrusted(max(k, start))  # fewer frames than packets, or a late error
+    finally:
+        dec.close()
+
+
+def _exact(p: Path, index, start: int, stop: int, size) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Decode from keyframes at or before `start`, every frame checked against the decoded index.
+
+    A seek whose frames differ from the index (the keyframe needs earlier
+    pictures) is noted and the read restarts from an earlier keyframe; frame
+    0 needs no seek. Frames already given out were checked, so a restart
+    continues where the last one stopped.
+    """
+    frames = video_index.frames(p, _run, index)
+    if frames is None:
+        yield from _plain(p, start, stop, size)
+        return
+    k = start
+    while k < stop:
+        keys = [int(x) for x in index.keys if 0 < x <= k and int(x) not in frames.bad_keys]
+        first = keys[-1] if keys else 0
+        k = yield from _checked_run(p, index, frames, first, k, stop, size)
+
+
+def _checked_run(p: Path, index, frames, first: int, k: int, stop: int, size):
+    """One ffmpeg run from keyframe `first`, giving slots k..; returns the next slot to give."""
+    expected = iter(np.repeat(np.arange(first, frames.n), frames.outputs[first:]))
+    dec = _Decoding(p, index.seek_time(first) if first > 0 else None, size)
+    try:
+        for buf in dec.frames():
+            slot = next(expected, None)
+            if slot is None or slot >= stop:
+                break
+            good = frames.valid[slot] and (zlib.adler32(buf, 0) & 0xFFFFFFFF) == frames.checksum[slot]
+            if frames.valid[slot] and not good:
+                break
+            while k < slot:  # slots that produce no frame
+                yield k, None
+                k += 1
+            if slot == k:
+                yield k, _as_frame(buf, size) if good else None
+                k += 1
+        else:
+            slot = next(expected, None)
+        if slot is None or slot >= stop:  # every slot up to `stop` was given
+            while k < stop:
+                yield k, None
+                k += 1
+            return k
+    finally:
+        dec.close()
+    if first == 0:
+        raise VideoError(f"{p}: decoding frame {k} gave other pixels than the first time (ffmpeg is not deterministic here)")
+    frames.bad_keys.add(first)
+    return k
 
 
 def iter_chunks(
-    path: str | Path, chunk_size: int = 256, start: int = 0, stop: int | None = None
-) -> Iterator[np.ndarray]:
+    path: str | Path, chunk_size: int = 256, start: int = 0, stop: int | None = None,
+    with_valid: bool = False,
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, np.ndarray]]:
     """Frames start..stop-1 as (B, H, W) uint8 chunks, B <= chunk_size, holding one chunk at a time.
 
     Like slicing the full decoded sequence: `start` past the end gives
-    nothing, `stop=None` means the end.
+    nothing, `stop=None` means the end. A frame that does not decode is
+    all zeros, so later frames keep their numbers; `with_valid=True` yields
+    `(chunk, valid)` pairs, valid (B,) bool False for those frames.
     """
     if chunk_size < 1 or start < 0 or (stop is not None and stop < 0):
         raise ValueError(f"need chunk_size >= 1, start >= 0, stop >= 0; got {chunk_size}, {start}, {stop}")
     p = _checked(path)
     if stop is not None and stop <= start:
         return
-    index = _packet_index(p) if start > 0 else None
-    wanted = None if stop is None else stop - start
     chunk: np.ndarray | None = None
-    fill = got = 0
-    for height, width, frame in _frames_from(p, start, index):
+    valid = np.zeros(0, bool)
+    got = fill = 0
+    for _, frame in _slots(p, start, stop):
         if chunk is None:
-            size = chunk_size if wanted is None else min(chunk_size, wanted - got)
-            chunk, fill = np.empty((size, height, width), np.uint8), 0
-        chunk[fill] = np.frombuffer(frame, np.uint8).reshape(height, width)
+            n = chunk_size if stop is None else min(chunk_size, stop - start - got)
+            shape = (n, *frame.shape) if frame is not None else (n, *_probe(p)[1][:2])
+            chunk, valid, fill = np.zeros(shape, np.uint8), np.zeros(n, bool), 0
+        if frame is not None:
+            chunk[fill], valid[fill] = frame, True
         fill, got = fill + 1, got + 1
         if fill == len(chunk):
-            yield chunk
+            yield (chunk, valid) if with_valid else chunk
             chunk = None
-        if got == wanted:
-            return
     if chunk is not None:
-        yield chunk[:fill]
+        yield (chunk[:fill], valid[:fill]) if with_valid else chunk[:fill]
     if start == 0 and got == 0:
         raise VideoError(f"{p}: contains no decodable frames")
 
@@ -263,7 +356,8 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> np.ndarray:
 
     Equal to indexing the full sequential read. Wanted frames share one
     ffmpeg run unless a keyframe lies far enough past the previous one for a
-    seek to save decoding. VideoError names the valid range for a bad index.
+    seek to save decoding. VideoError names the valid range for a bad index,
+    and the index of a frame that does not decode.
     """
     p = _checked(path)
     idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
@@ -273,20 +367,22 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> np.ndarray:
     wanted = np.unique(idx)
     if wanted[0] < 0:
         raise _out_of_range(p, int(wanted[0]))
-    index = _packet_index(p)
-    key_before = np.zeros_like(wanted) if index is None else index.key_before(wanted)
+    index, _ = _probe(p)
+    if index is None or not index.seekable:
+        key_before = np.zeros_like(wanted)
+    else:
+        key_before = index.keys[np.maximum(np.searchsorted(index.keys, wanted, side="right") - 1, 0)]
     splits = np.flatnonzero(key_before[1:] > wanted[:-1] + _SEEK_COST_FRAMES) + 1
     found: dict[int, np.ndarray] = {}
     for group in np.split(wanted, splits):
-        k, last, need = int(group[0]), int(group[-1]), set(group.tolist())
-        for height, width, frame in _frames_from(p, k, index):
+        need = set(group.tolist())
+        for k, frame in _slots(p, int(group[0]), int(group[-1]) + 1):
+            if k in need and frame is None:
+                raise VideoError(f"{p}: frame {k} cannot be decoded (the video is damaged there)")
             if k in need:
-                found[k] = np.frombuffer(frame, np.uint8).reshape(height, width)
-            if k == last:
-                break
-            k += 1
-        if last not in found:
-            raise _out_of_range(p, last)
+                found[k] = frame
+        if int(group[-1]) not in found:
+            raise _out_of_range(p, int(group[-1]))
     return np.stack([found[i] for i in idx.tolist()])
 
 
@@ -294,132 +390,3 @@ def _out_of_range(p: Path, index: int) -> VideoError:
     n = video_info(p).n_frames
     return VideoError(f"{p}: frame index {index} out of range; valid indices are 0..{n - 1}")
 
-
-class VideoWriter:
-    """Write (H, W) or (B, H, W) uint8 gray frames at `fps` Hz to a video file, atomically.
-
-    `lossless=True` keeps pixels exact: libx264 at `-qp 0` in 4:0:0 gray
-    (mp4, mov, mkv, avi) or `codec="ffv1"` (mkv, avi, mov). Otherwise libx264
-    at `crf` in yuv420p, which every player shows but which needs even sizes,
-    so odd heights or widths are written in gray instead (padding would
-    change the size read back). Size defaults to the first frame's. Frames go
-    to a temporary file renamed onto `path` by `close()`; an exception in the
-    `with` block deletes it. `extra_args` are extra ffmpeg output options.
-    """
-
-    def __init__(
-        self, path: str | Path, fps: float, height: int | None = None, width: int | None = None,
-        codec: str = "libx264", lossless: bool = False, crf: int = 17,
-        pix_fmt: str | None = None, extra_args: Sequence[str] = (),
-    ) -> None:
-        if not fps > 0:
-            raise ValueError(f"{path}: fps must be positive, got {fps}")
-        if lossless and codec not in ("libx264", "ffv1"):
-            raise ValueError(f"{path}: lossless needs codec libx264 or ffv1, not {codec}")
-        self.path, self.fps, self.codec, self.lossless = Path(path), fps, codec, lossless
-        self.crf, self.pix_fmt, self.extra_args = crf, pix_fmt, list(extra_args)
-        self.height, self.width, self.n_written = height, width, 0
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._proc: subprocess.Popen | None = None
-        self._log = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg never blocks on it
-        self._closed = False
-
-    def _start(self, height: int, width: int) -> None:
-        self.height, self.width = height, width
-        even = height % 2 == 0 and width % 2 == 0
-        pix_fmt = self.pix_fmt or (
-            "yuv420p" if self.codec not in ("libx264", "ffv1", "libx265")
-            or (self.codec == "libx264" and even and not self.lossless) else "gray")
-        if self.codec == "libx264":
-            quality = ["-qp", "0"] if self.lossless else ["-crf", str(self.crf)]
-        else:
-            quality = ["-crf", str(self.crf)] if self.codec == "libx265" else []
-        rate = Fraction(self.fps).limit_denominator(100_000)
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-               "-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{width}x{height}",
-               "-r", str(rate), "-i", "-", "-an", "-c:v", self.codec, "-pix_fmt", pix_fmt,
-               *quality, *self.extra_args, str(self._tmp)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=self._log)
-
-    def write(self, frames: np.ndarray) -> None:
-        """Append one (H, W) frame or a (B, H, W) batch of uint8 gray frames."""
-        if self._closed:
-            raise VideoError(f"{self.path}: writer is closed")
-        frames = np.asarray(frames)
-        frames = frames[None] if frames.ndim == 2 else frames
-        if frames.ndim != 3 or frames.dtype != np.uint8:
-            raise VideoError(f"{self.path}: frames must be (H, W) or (B, H, W) uint8, "
-                             f"got {frames.dtype} {frames.shape}")
-        if self._proc is None:
-            self._start(self.height or frames.shape[1], self.width or frames.shape[2])
-        if frames.shape[1:] != (self.height, self.width):
-            raise VideoError(f"{self.path}: frame size {frames.shape[1:]} differs from the "
-                             f"video's {(self.height, self.width)}")
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(frames).tobytes())
-        except BrokenPipeError:
-            raise VideoError(f"{self.path}: ffmpeg stopped: {self._ffmpeg_said()}") from None
-        self.n_written += len(frames)
-
-    def _ffmpeg_said(self) -> str:
-        self._proc.wait()
-        self._log.seek(0)
-        return _last_line(self._log.read().decode("utf-8", "replace"))
-
-    def close(self) -> None:
-        """Finish the file and move it onto `path`; VideoError if ffmpeg failed or no frame came."""
-        if self._closed:
-            return
-        try:
-            if self._proc is None:
-                raise VideoError(f"{self.path}: no frames were written")
-            try:
-                self._proc.stdin.close()
-            except BrokenPipeError:
-                pass  # ffmpeg already quit; its exit status says why
-            if self._proc.wait() != 0:
-                raise VideoError(f"{self.path}: ffmpeg could not write the video: {self._ffmpeg_said()}")
-        except BaseException as err:
-            self._abort(err)
-            raise
-        self._closed = True
-        self._log.close()
-        self._atomic.__exit__(None, None, None)
-
-    def _abort(self, err: BaseException) -> None:
-        """Stop ffmpeg and delete the temporary file."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._log.close()
-        try:
-            self._atomic.__exit__(type(err), err, err.__traceback__)
-        except BaseException:
-            pass  # atomic_path re-raises `err`, which our caller raises anyway
-
-    def __del__(self) -> None:
-        # A writer dropped without close() must not leave its temporary file behind.
-        if not getattr(self, "_closed", True):
-            self._abort(VideoError(f"{self.path}: writer was never closed"))
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
-            self.close()
-        else:
-            self._abort(exc)
-
-
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, **kw) -> Path:
-    """Write an iterable of (H, W) frames or (B, H, W) batches to `path`; see `VideoWriter`."""
-    with VideoWriter(path, fps, **kw) as writer:
-        for batch in frames:
-            writer.write(batch)
-    return Path(path)

@@ -35,8 +35,10 @@ class Progress:
         """on_epoch callback for train_tracker; returns True (stop) once cancelled."""
         with self._lock:
             self._status["epoch"] = int(epoch) + 1
-            self._status["history"].append({k: (int(v) if k in ("epoch", "steps") else float(v))
-                                            for k, v in row.items()})
+            # A few frames run more epochs than asked (the recipe's minimum number of steps).
+            self._status["epochs"] = int(row.get("epochs", self._status["epochs"]))
+            self._status["history"].append({k: (int(v) if k in ("epoch", "epochs", "steps", "batch_size")
+                                                 else float(v)) for k, v in row.items()})
             return bool(self._status.get("cancel"))
 
 

@@ -10,8 +10,11 @@ resize is done as a per-sample separable bilinear resample (two (S, H) and
 Geometry (see `jfacemap.track.preprocess` for the conventions):
 - the base box is the user bbox (default: whole frame) as `crop_geometry`
   makes it; each of its four sides moves by a fraction U(lo, hi) of the box's
-  width (left/right) or height (top/bottom), inwards (crop) or outwards
-  (zero-padded context) with equal chance; rounded to whole pixels;
+  width (left/right) or height (top/bottom), by default outwards only and
+  stopping at the frame's edge, as the original does (so a whole-frame box
+  is never jittered: real context is added around a user box, never zeros);
+  `ZOOM` also moves sides inwards (crops) and past the frame (zero padding);
+  rounded to whole pixels;
 - the jittered box is zero-padded to a centred square with the same rule as
   `crop_geometry` (odd difference -> side + 1) and resized to S with the same
   half-pixel bilinear taps as `apply_geometry`; with no jitter the result
@@ -46,6 +49,10 @@ class AugmentConfig:
 
     jitter: (lo, hi) fraction of the box size each side moves by.
     crop_prob: chance a sample's box is jittered at all (1 = always).
+    inward_prob: chance that a side moves inwards (cropping the box) rather
+      than outwards (0 = the original's: boxes only grow).
+    clamp: outward moves stop at the frame's edge, as the original's do (no
+      zero padding beyond the frame; a whole-frame box then never changes).
     flip_prob: chance of a horizontal flip.
     contrast: (lo, hi) gain; brightness: max |offset| (normalised units);
     intensity_prob: chance that gain and offset are applied (together).
@@ -54,6 +61,8 @@ class AugmentConfig:
 
     jitter: tuple[float, float] = (0.10, 0.30)
     crop_prob: float = 1.0
+    inward_prob: float = 0.0
+    clamp: bool = True
     flip_prob: float = 0.5
     contrast: tuple[float, float] = (0.7, 1.3)
     brightness: float = 0.2
@@ -62,6 +71,10 @@ class AugmentConfig:
 
 
 IDENTITY = AugmentConfig(crop_prob=0.0, flip_prob=0.0, intensity_prob=0.0)
+# Boxes that also shrink (crops that zoom in and cut keypoints) and grow past the frame
+# (zero padding): scale augmentation, used for the shipped synthetic base model. On real
+# labels with the paper's 36 epochs it does not fit the training frames (bench_train_real).
+ZOOM = AugmentConfig(inward_prob=0.5, clamp=False)
 
 
 class AugmentParams(NamedTuple):
@@ -82,11 +95,14 @@ def sample_params(
     k_amt, k_sign, k_crop, k_flip, k_on, k_gain, k_off = jax.random.split(key, 7)
     lo, hi = config.jitter
     amount = jax.random.uniform(k_amt, (batch, 4), minval=lo, maxval=hi)
-    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (batch, 4)), 1.0, -1.0)  # +1 = inwards
+    sign = jnp.where(jax.random.bernoulli(k_sign, config.inward_prob, (batch, 4)), 1.0, -1.0)  # +1 = inwards
     amount = amount * sign * jax.random.bernoulli(k_crop, config.crop_prob, (batch, 1))
     extent = jnp.array([g.width, g.width, g.height, g.height], jnp.float32)
     base = jnp.array([g.x0, g.x0 + g.width, g.y0, g.y0 + g.height], jnp.float32)
     box = jnp.round(base + amount * extent * jnp.array([1.0, -1.0, 1.0, -1.0])).astype(jnp.int32)
+    if config.clamp:
+        height, width = (int(n) for n in tuple(frame_shape)[-2:])
+        box = jnp.clip(box, 0, jnp.array([width, width, height, height], jnp.int32))
     on = jax.random.bernoulli(k_on, config.intensity_prob, (batch,))
     c_lo, c_hi = config.contrast
     gain = jnp.where(on, jax.random.uniform(k_gain, (batch,), minval=c_lo, maxval=c_hi), 1.0)

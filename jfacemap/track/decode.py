@@ -8,7 +8,8 @@ Conventions (those of the original program, facemap 1.0.8):
   offset by -2 sigma and adds the cell index).
 - Likelihood = sigmoid(heatmap peak). The eval-mode heatmap is a ReLU
   output, so likelihoods lie in [0.5, 1); sigmoid is monotone, so it ranks
-  like the raw peak.
+  like the raw peak. No peak at all (an all-zero heatmap) is NaN with
+  likelihood 0.
 - Arrays are channels-last, (B, G, G, K) like the network outputs; x is the
   column axis, y the row axis. (The original's head and variable names have
   x and y swapped; the values are the same.)
@@ -41,7 +42,9 @@ def decode_heatmaps(
       stride: input pixels per grid cell (256 / 64 = 4).
     Returns:
       (B, K, 3) float32: x, y (input pixels, 0..256) and likelihood.
-      The peak is the first maximum in row-major order.
+      The peak is the first maximum in row-major order. A heatmap with no
+      peak (all cells <= 0 after the ReLU: the network sees no such point)
+      gives x = y = NaN and likelihood 0, never a point at cell (0, 0).
     """
     b, gh, gw, k = heatmap.shape
     flat = heatmap.reshape(b, gh * gw, k)
@@ -56,7 +59,10 @@ def decode_heatmaps(
     # Same operation order as the original: offset * (-2 sigma) + cell, then * stride.
     x = (at_peak(offset_x) * (-2.0 * sigma) + col) * stride
     y = (at_peak(offset_y) * (-2.0 * sigma) + row) * stride
-    return jnp.stack([x, y, jax.nn.sigmoid(peak)], axis=-1).astype(jnp.float32)
+    found = peak > 0
+    x, y = jnp.where(found, x, jnp.nan), jnp.where(found, y, jnp.nan)
+    likelihood = jnp.where(found, jax.nn.sigmoid(peak), 0.0)
+    return jnp.stack([x, y, likelihood], axis=-1).astype(jnp.float32)
 
 
 class HeatmapTargets(NamedTuple):

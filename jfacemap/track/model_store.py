@@ -32,7 +32,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jfacemap.io.jsonable import jsonable
-from jfacemap.io.model_folder import describe, restore_model, write_model_folder
+from jfacemap.io.model_folder import CHECKSUM_KEY, describe, restore_model, write_model_folder
 from jfacemap.nets.unet import FacemapUNet
 
 def _shipped_weights_dir() -> Path:
@@ -126,7 +126,8 @@ def load_tracker(
     if bodyparts is not None and list(bodyparts) != names:
         raise ValueError(f"{path}: model bodyparts {names} differ from the requested {list(bodyparts)}")
     arch = {k: (tuple(info[k]) if k == "channels" else int(info[k])) for k in _ARCH_KEYS}
-    model = restore_model(path, lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)))
+    model = restore_model(path, lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)),
+                          info.get(CHECKSUM_KEY))
     model.eval()
     return model, names, info
 

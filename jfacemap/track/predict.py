@@ -26,6 +26,7 @@ import json
 import os
 import queue
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -93,10 +94,10 @@ class _Decoder:
         return False
 
     def _run(self, video: Path, chunk_size: int, start: int) -> None:
-        chunks = iter_chunks(video, chunk_size, start=start)
+        chunks = iter_chunks(video, chunk_size, start=start, with_valid=True)
         try:
-            for chunk in chunks:
-                if not self._put(chunk):
+            for item in chunks:  # (chunk, valid): undecodable frames are zeros, valid False
+                if not self._put(item):
                     return
             self._put(_END)
         except BaseException as err:  # handed to the main thread, which raises it
@@ -104,7 +105,7 @@ class _Decoder:
         finally:
             chunks.close()  # stops ffmpeg when we stop early
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -143,10 +144,13 @@ class _Partial:
             self.file = h5py.File(path, "w")
             self.file.attrs["fingerprint"] = fingerprint
             self.file.attrs["done"] = 0
+            self.file.attrs["undecodable"] = np.zeros(0, np.int64)
             self.file.create_dataset("keypoints", (0, n_keypoints, 3), np.float32,
                                      maxshape=(None, n_keypoints, 3), chunks=(256, n_keypoints, 3))
             self.file.flush()
         self.done = int(self.file.attrs["done"])
+        bad = np.asarray(self.file.attrs.get("undecodable", np.zeros(0, np.int64)), np.int64)
+        self.undecodable = bad[bad < self.done]
 
     def _open_existing(self, fingerprint: str, n_keypoints: int) -> h5py.File | None:
         if not self.path.is_file():
@@ -168,12 +172,15 @@ class _Partial:
     def read(self) -> np.ndarray:
         return np.asarray(self.file["keypoints"][: self.done], np.float32)
 
-    def append(self, keypoints: np.ndarray) -> None:
+    def append(self, keypoints: np.ndarray, undecodable: np.ndarray) -> None:
+        """Add finished rows; `undecodable`: their frames (video indices) that did not decode."""
         data = self.file["keypoints"]
         data.resize(self.done + len(keypoints), axis=0)
         data[self.done :] = keypoints
         self.file.flush()  # the data first, then the counter that vouches for it
         self.done += len(keypoints)
+        self.undecodable = np.concatenate([self.undecodable, undecodable]).astype(np.int64)
+        self.file.attrs["undecodable"] = self.undecodable  # written before the counter vouches for it
         self.file.attrs["done"] = self.done
         self.file.flush()
 
@@ -208,6 +215,8 @@ def track_video(
     on_progress: Callable[[int], object] | None = None,
     resume: bool = True,
     *,
+    on_warning: Callable[[str], object] | None = None,
+    on_resume: Callable[[int], object] | None = None,
     csv_path: str | os.PathLike | None = None,
     postprocess: Callable[[np.ndarray, float], np.ndarray] | None = None,
     predictors: dict | None = None,
@@ -225,6 +234,11 @@ def track_video(
         run, leaving the partial file for the next one.
       resume: continue from `<out>.partial` if it belongs to this video, model
         and bbox; False starts over.
+      on_resume: called instead of on_progress with the frames a resumed run
+        already had (so a caller can tell them from frames tracked now).
+      on_warning: called with a one-line message if some frames could not be
+        decoded (their rows are x = y = NaN, likelihood 0; the frames after
+        them keep their indices); default: `warnings.warn`.
       csv_path: also write a DeepLabCut-style CSV (x, y, likelihood per
         bodypart, frame numbers as index) there.
       postprocess: fn(keypoints, fps) -> keypoints applied before writing
@@ -258,23 +272,26 @@ def track_video(
     partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume)
     try:
         parts = [partial.read()]
-        if partial.done and on_progress is not None:
-            on_progress(partial.done)
+        if partial.done and (on_resume or on_progress) is not None:
+            (on_resume or on_progress)(partial.done)
         decoder = _Decoder(video, chunk_size, partial.done)
         try:
             pending: tuple[list, int] | None = None
-            for chunk in decoder:
+            for chunk, valid in decoder:
                 outs = _dispatch(predict, chunk, batch_size)  # queue this chunk first ...
                 if pending is not None:  # ... then wait for the previous one
                     _finish(partial, parts, pending, on_progress)
-                pending = (outs, len(chunk))
+                pending = (outs, valid)
             if pending is not None:
                 _finish(partial, parts, pending, on_progress)
         finally:
             decoder.close()
         keypoints = np.concatenate(parts)
+        bad = partial.undecodable
     finally:
         partial.close()
+    if len(bad):
+        (on_warning or _warn)(undecodable_message(video, bad))
     if postprocess is not None:
         keypoints = np.asarray(postprocess(keypoints, info.fps), np.float32)
     write_facemap_pose(out, keypoints, bodyparts)
@@ -284,13 +301,30 @@ def track_video(
     return keypoints
 
 
-def _finish(partial: _Partial, parts: list, pending: tuple[list, int], on_progress) -> None:
-    outs, n = pending
-    result = np.concatenate([np.asarray(o) for o in outs])[:n].astype(np.float32)
-    partial.append(result)
+def _finish(partial: _Partial, parts: list, pending: tuple[list, np.ndarray], on_progress) -> None:
+    outs, valid = pending
+    result = np.concatenate([np.asarray(o) for o in outs])[: len(valid)].astype(np.float32)
+    result[~valid, :, :2] = np.nan  # a frame that did not decode: no position, no confidence
+    result[~valid, :, 2] = 0.0
+    partial.append(result, np.flatnonzero(~valid) + partial.done)
     parts.append(result)
     if on_progress is not None:
         on_progress(len(result))
+
+
+def undecodable_message(video: str | os.PathLike, frames: np.ndarray) -> str:
+    """One line: how many frames of `video` did not decode, and where."""
+    where = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frames[0]}-{frames[-1]}"
+    return (f"{Path(video).name}: {len(frames)} frame{'s' if len(frames) > 1 else ''} could not be decoded "
+            f"({where}); their keypoints are NaN with likelihood 0")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UndecodableFramesWarning, stacklevel=3)
+
+
+class UndecodableFramesWarning(UserWarning):
+    """Some frames of a tracked video could not be decoded."""
 
 
 def track_videos(

@@ -1,0 +1,107 @@
+"""Fine-tuning the shipped tracker on real mouse faces, and what its likelihood is worth there.
+
+    python -m bench.bench_real_faces                 # base model, fine-tuned on all 6, leave-one-mouse-out
+    python -m bench.bench_real_faces --model base --name real_faces
+
+Data: `../shared/data/real-faces` (2 mice x 3 views, 354 x 354 px, Facemap
+bodyparts). Errors are mean Euclidean px at the paper's scale (x 256 / 354)
+over labelled points. Rows:
+
+- the model as shipped, on all six faces (no fine-tuning);
+- fine-tuned with the default `finetune` preset on all six, scored on the same
+  six (the human-in-the-loop promise: the frames you corrected are fitted);
+- leave one mouse out: fine-tuned on one mouse's three views, scored on the
+  other mouse's three.
+
+Also the ROC AUC of each heatmap confidence (`likelihood_scores`) for telling
+points more than 10 px (at 256 scale) off from the rest, pooled over the
+shipped model and the leave-one-mouse-out models' test faces. The faces are
+a measuring stick only: nothing trained here is saved or shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import machine_info, print_table, write_results
+from bench.likelihood_scores import bad_point_auc, heatmap_scores
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT.parent / "shared" / "data" / "real-faces" / "CollectedData.csv"
+SCALE = 256 / 354
+BAD_PX = 10.0  # at 256 scale
+
+
+def load_faces(bodyparts):
+    from jfacemap.track.labels import load_labelled_frames
+
+    images, keypoints, _, table = load_labelled_frames(FACES, bodyparts=bodyparts)
+    mouse = np.array([Path(name).name.split("_")[0] for name in table.index])
+    return images, keypoints, mouse
+
+
+def point_errors(model, images, keypoints) -> tuple[np.ndarray, dict]:
+    """(N, K) errors at 256 scale (NaN unlabelled) and the heatmap scores."""
+    scores, pred = heatmap_scores(model, images)
+    err = np.linalg.norm(pred - keypoints[..., :2], axis=-1) * SCALE
+    err = np.where(np.isfinite(keypoints[..., :2]).all(-1), np.where(np.isfinite(err), err, np.inf), np.nan)
+    return err, scores
+
+
+def summary(err: np.ndarray) -> dict:
+    e = err[np.isfinite(err) | np.isinf(err)]
+    return {"mean_px": float(np.mean(e)), "median_px": float(np.median(e)), "n_points": int(e.size),
+            "over_10px": float(np.mean(e > BAD_PX))}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="base")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="real_faces")
+    args = ap.parse_args(argv)
+
+    from jfacemap.track.model_store import load_tracker
+    from jfacemap.track.train import get_recipe, train_tracker, training_plan
+
+    base, names, _ = load_tracker(args.model)
+    images, keypoints, mouse = load_faces(names)
+    recipe = get_recipe("finetune")
+    rows, pooled = [], {"err": [], "scores": []}
+
+    err, scores = point_errors(base, images, keypoints)
+    rows.append({"model": f"{args.model} as shipped", "train on": "-", "score on": "all 6", **summary(err)})
+    pooled["err"].append(err), pooled["scores"].append(scores)
+
+    splits = [("all 6", np.ones(len(images), bool), np.ones(len(images), bool))]
+    splits += [(f"{m} (3 views)", mouse == m, mouse != m) for m in sorted(set(mouse))]
+    for label, fit, score in splits:
+        t0 = time.perf_counter()
+        model, history = train_tracker(images[fit], keypoints[fit], names, recipe, init_model=base, seed=args.seed)
+        seconds = time.perf_counter() - t0
+        err, scores = point_errors(model, images[score], keypoints[score])
+        plan = training_plan(recipe, int(fit.sum()))
+        rows.append({"model": "finetune preset", "train on": label,
+                     "score on": "same faces" if label == "all 6" else "other mouse", **summary(err),
+                     "steps": plan.steps, "batch": plan.batch_size, "seconds": seconds})
+        if label != "all 6":
+            pooled["err"].append(err), pooled["scores"].append(scores)
+
+    err = np.concatenate([e.ravel() for e in pooled["err"]])
+    auc = {name: bad_point_auc(np.concatenate([s[name].ravel() for s in pooled["scores"]]), err, BAD_PX)
+           for name in pooled["scores"][0]}
+    print_table(rows, ["model", "train on", "score on", "mean_px", "median_px", "over_10px", "steps", "seconds"])
+    print(f"ROC AUC, points > {BAD_PX:g} px off ({int(np.sum(err > BAD_PX))} of {int(np.sum(~np.isnan(err)))}): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
+    payload = {"machine": machine_info(), "model": args.model, "recipe": recipe.to_dict(), "rows": rows,
+               "likelihood_auc": auc, "bad_px": BAD_PX}
+    print(f"wrote {write_results(args.name, payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
