@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=10, help="frames corrected through the page")
     ap.add_argument("--pick", default="mixed")
-    ap.add_argument("--epochs", type=int, default=None, help="default: the finetune preset's 36")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the finetune preset's plan (36 epochs, or more for >= 300 steps)")
     ap.add_argument("--session-frames", type=int, default=2000)
     ap.add_argument("--heldout", type=int, default=100, help="held-out frames the error is measured on")
     ap.add_argument("--quick", action="store_true")

@@ -34,6 +34,8 @@ def make_tiny_model(folder: Path) -> Path:
     from jfacemap.track.model_store import save_tracker
 
     model = FacemapUNet(len(BODYPARTS), (4, 8, 8), 1, rngs=nnx.Rngs(0))
+    # A raised heatmap bias: every keypoint gets a peak (an all-zero heatmap would be NaN, not shown).
+    model.heatmap_head.bias.set_value(model.heatmap_head.bias.get_value() + 0.5)
     model.eval()
     return save_tracker(folder, model, BODYPARTS, {"note": "tiny test model"})
 

@@ -81,9 +81,11 @@ def test_state_shows_model_predictions_on_the_picked_frames(server, inputs):
     expected = np.asarray(make_predict_fn(model, None, (HEIGHT, WIDTH))(images))
     for f, kp in zip(frames, expected):
         assert (f["width"], f["height"], f["video"], f["corrected"]) == (WIDTH, HEIGHT, "clip.mp4", False)
-        got = np.array([[p["x"], p["y"], p["likelihood"]] for p in f["keypoints"]])
+        got = np.array([[p["x"], p["y"], p["likelihood"]] for p in f["keypoints"]], dtype=float)  # null -> NaN
         np.testing.assert_allclose(got, kp, atol=1e-3)
-        assert all(p["source"] == "model" and p["visible"] for p in f["keypoints"])
+        # A keypoint without a heatmap peak (NaN, likelihood 0) starts out not visible.
+        assert [p["visible"] for p in f["keypoints"]] == list(np.isfinite(kp[:, 0]))
+        assert all(p["source"] == "model" for p in f["keypoints"])
 
 
 def test_frame_images_are_the_video_frames(server, inputs, tmp_path):

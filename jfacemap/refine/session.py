@@ -42,6 +42,11 @@ def _split(n: int, parts: int) -> list[int]:
     return [n // parts + (i < n % parts) for i in range(parts)]
 
 
+def _number(v) -> float | None:
+    """A coordinate for JSON: None (null) where there is none (NaN is not JSON)."""
+    return float(v) if np.isfinite(v) else None
+
+
 class RefineSession:
     """State of one `jfacemap refine`: see `open` for the arguments."""
 
@@ -101,14 +106,15 @@ class RefineSession:
                 visible = bool(np.isfinite(x) and np.isfinite(y))
                 point = {"x": float(x) if visible else None, "y": float(y) if visible else None,
                          "visible": visible, "source": "user"}
-            else:
-                point = {"x": float(pred[k, 0]), "y": float(pred[k, 1]), "visible": True, "source": "model"}
+            else:  # a keypoint the model finds no peak for (NaN) starts out not visible
+                found = bool(np.isfinite(pred[k, :2]).all())
+                point = {"x": _number(pred[k, 0]), "y": _number(pred[k, 1]), "visible": found, "source": "model"}
             points.append({"name": name, **point, "likelihood": float(pred[k, 2])})
         height, width = self.images[i].shape
         return {"id": i, "video": self.project.videos[f.video].name, "video_index": f.video, "index": f.index,
                 "image": f"frames/{i}.png", "width": width, "height": height, "round": f.round,
                 "corrected": saved is not None, "keypoints": points,
-                "predicted": [{"name": n, "x": float(p[0]), "y": float(p[1]), "likelihood": float(p[2])}
+                "predicted": [{"name": n, "x": _number(p[0]), "y": _number(p[1]), "likelihood": float(p[2])}
                               for n, p in zip(self.project.bodyparts, pred)]}
 
     def state(self) -> dict:
@@ -118,12 +124,7 @@ class RefineSession:
             return {"bodyparts": self.project.bodyparts, "frames": frames, "model": self.tracker.name,
                     "project": str(self.project.root), "labels": str(self.project.labels_path),
                     "rounds": self.project.rounds, "train": self.job.status(),
-                    "defaults": {"epochs": self._default_epochs()}}
-
-    def _default_epochs(self) -> int:
-        from jfacemap.track.train import get_recipe
-
-        return int(self.epochs or get_recipe("finetune").epochs)
+                    "defaults": {"epochs": self.epochs}}
 
     def frame_png(self, frame_id: int) -> Path:
         """The image file of frame `frame_id` (only listed frames: ids index the project's list)."""
@@ -190,8 +191,8 @@ class RefineSession:
         """POST /api/train: {"epochs": optional int}. 409 while a round runs."""
         if not isinstance(body, dict):
             raise RequestError(400, "body must be a JSON object")
-        epochs = body.get("epochs", self._default_epochs())
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 1000:
+        epochs = body.get("epochs", self.epochs)  # None: the finetune preset's plan
+        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 1000):
             raise RequestError(400, "'epochs' must be an integer in [1, 1000]")
         ids = self.project.labelled_ids()
         if not ids:
@@ -201,12 +202,15 @@ class RefineSession:
             raise RequestError(400, f"corrected frames differ in size ({sorted(shapes)}); train on one video size")
         round_no = len(self.project.rounds) + 1
         try:
-            self.job.start(lambda progress: self._train_round(progress, ids, epochs, round_no), epochs, round_no)
+            from jfacemap.track.train import get_recipe, training_plan
+
+            planned = epochs or training_plan(get_recipe("finetune"), len(ids)).epochs
+            self.job.start(lambda progress: self._train_round(progress, ids, epochs, round_no), planned, round_no)
         except JobBusy as err:
             raise RequestError(409, str(err)) from None
         return self.job.status()
 
-    def _train_round(self, progress, ids: list[int], epochs: int, round_no: int) -> dict:
+    def _train_round(self, progress, ids: list[int], epochs: int | None, round_no: int) -> dict:
         from jfacemap.io.jsonable import jsonable
         from jfacemap.track.model_store import save_tracker
 
@@ -218,6 +222,7 @@ class RefineSession:
         progress.stage("training")
         model, history, before, after = fine_tune(old.model, old.bodyparts, images, xy, epochs, old.bbox,
                                                   self.seed + round_no, progress.epoch)
+        epochs = history[-1].get("epochs", epochs) if history else epochs  # what the preset's plan ran
         progress.stage("saving")
         out = self.project.model_dir(round_no)
         summary = {k: before[k] for k in ("mean_px", "median_px", "n_points")}, \

@@ -41,7 +41,7 @@
     app.frames = doc.frames;
     app.model = doc.model;
     $("model").textContent = `model: ${shortName(doc.model)}`;
-    if (doc.defaults && !app.epochsSet) { $("epochs").value = doc.defaults.epochs; app.epochsSet = true; }
+    if (doc.defaults && !app.epochsSet) { $("epochs").value = doc.defaults.epochs ?? ""; app.epochsSet = true; }
     const idx = app.frames.findIndex((f) => f.id === wasId);
     app.current = idx >= 0 ? idx : Math.min(app.current, app.frames.length - 1);
     for (const f of app.frames) f.keypoints.forEach((p, k) => { p.last = visibleXY(p, f.predicted[k], f); });
@@ -63,6 +63,8 @@
   // Where a point is (or was last, or the model puts it), clamped into the frame.
   function visibleXY(p, predicted, f) {
     const src = p.visible ? p : (p.last || predicted);
+    // The model may have found no such point (null): start it at the frame's centre.
+    if (src.x === null || src.y === null) return { x: (f.width - 1) / 2, y: (f.height - 1) / 2 };
     return { x: clamp(src.x, 0, f.width - 1), y: clamp(src.y, 0, f.height - 1) };
   }
 
@@ -212,6 +214,7 @@
     ctx.lineWidth = 1.5;
     if (f.corrected && app.showPredicted) {
       f.predicted.forEach((p, k) => { // the model's prediction: a cross
+        if (p.x === null || p.y === null) return; // the model found no such point
         const s = toScreen(p.x, p.y);
         ctx.strokeStyle = colour(k);
         ctx.beginPath();

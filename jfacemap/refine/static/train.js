@@ -6,11 +6,12 @@
   const { api, $ } = app;
 
   async function startTraining() {
-    const epochs = Number($("epochs").value);
+    // An empty field: the finetune preset's own plan (36 epochs, or more to make >= 300 steps).
+    const field = $("epochs").value.trim();
     $("train-result").textContent = "";
     try {
       await app.saveQueue; // train on what is saved, all of it
-      await api("api/train", { epochs });
+      await api("api/train", field === "" ? {} : { epochs: Number(field) });
       pollTraining();
     } catch (err) {
       trainStatus(`not started: ${err.message}`, true);
