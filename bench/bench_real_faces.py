@@ -53,9 +53,12 @@ def point_errors(model, images, keypoints) -> tuple[np.ndarray, dict]:
 
 
 def summary(err: np.ndarray) -> dict:
-    e = err[np.isfinite(err) | np.isinf(err)]
-    return {"mean_px": float(np.mean(e)), "median_px": float(np.median(e)), "n_points": int(e.size),
-            "over_10px": float(np.mean(e > BAD_PX))}
+    """Mean / median over the points found; `missed`: labelled points the model found no peak for
+    (counted as > 10 px in over_10px)."""
+    labelled = err[~np.isnan(err)]
+    found = labelled[np.isfinite(labelled)]
+    return {"mean_px": float(np.mean(found)), "median_px": float(np.median(found)), "n_points": int(labelled.size),
+            "missed": int(labelled.size - found.size), "over_10px": float(np.mean(labelled > BAD_PX))}
 
 
 def main(argv=None) -> dict:
@@ -94,7 +97,7 @@ def main(argv=None) -> dict:
     err = np.concatenate([e.ravel() for e in pooled["err"]])
     auc = {name: bad_point_auc(np.concatenate([s[name].ravel() for s in pooled["scores"]]), err, BAD_PX)
            for name in pooled["scores"][0]}
-    print_table(rows, ["model", "train on", "score on", "mean_px", "median_px", "over_10px", "steps", "seconds"])
+    print_table(rows, ["model", "train on", "score on", "mean_px", "median_px", "missed", "over_10px", "steps", "seconds"])
     print(f"ROC AUC, points > {BAD_PX:g} px off ({int(np.sum(err > BAD_PX))} of {int(np.sum(~np.isnan(err)))}): "
           + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
     payload = {"machine": machine_info(), "model": args.model, "recipe": recipe.to_dict(), "rows": rows,

@@ -22,7 +22,8 @@ LabelsArg = Annotated[Path, typer.Argument(help="Labels: DeepLabCut CSV, or Face
 VideoOpt = Annotated[Optional[Path], typer.Option(help="Video whose frames the labels' rows index.")]
 BboxOpt = Annotated[Optional[tuple[int, int, int, int]], typer.Option(
     help="Crop box X0 X1 Y0 Y1 in the labelled frames' pixels (default: whole frame).")]
-EpochsOpt = Annotated[Optional[int], typer.Option(help="Epochs (default: the recipe's, 36).")]
+EpochsOpt = Annotated[Optional[int], typer.Option(
+    help="Exactly this many epochs (default: the recipe's 36; finetune runs more if needed for >= 300 steps).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for shuffling, augmentation, initial weights and --holdout.")]
 HoldoutOpt = Annotated[int, typer.Option(help="Keep N random labelled frames out of training to evaluate on.")]
 TestOpt = Annotated[Optional[Path], typer.Option("--test-labels", help="Labels file to evaluate the trained model on.")]
