@@ -186,6 +186,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--augment", default="", help="jfacemap augmentation overrides, e.g. inward_prob=0,clamp=1")
     ap.add_argument("--grad-clip", type=float, default=None, help="jfacemap: override the recipe's clip (0 = none)")
     ap.add_argument("--save", type=Path, default=None, help="jfacemap: save the trained model here")
+    ap.add_argument("--offset-norm", choices=["l1", "l2"], default=None, help="jfacemap: offset loss norm")
     args = ap.parse_args(argv)
     cores = [int(c) for c in args.cores.split(",") if c != ""]
     if cores:
@@ -199,8 +200,12 @@ def main(argv=None) -> dict:
         augment = {}
         for item in filter(None, args.augment.split(",")):
             key, value = item.split("=")
-            augment[key] = bool(int(value)) if key == "clamp" else float(value)
+            augment[key] = bool(int(value)) if key == "clamp" else value if key == "intensity" else float(value)
         overrides = {} if args.grad_clip is None else {"grad_clip": args.grad_clip or None}
+        if args.offset_norm:
+            from jfacemap.track.train import LossWeights
+
+            overrides["loss"] = LossWeights(offset_norm=args.offset_norm)
         rows.append(run_jfacemap(images, keypoints, names, train, test, args.epochs, args.seed,
                                  augment=augment, save=args.save, **overrides))
     table = [{"program": r["program"], "train mean px": r["train"]["mean_px"], "test mean px": r["test"]["mean_px"],

@@ -37,7 +37,7 @@ from bench.common import machine_info, print_table, write_results  # noqa: E402
 from jfacemap.synth import make_session  # noqa: E402
 from jfacemap.track.model_store import save_tracker  # noqa: E402
 from jfacemap.track.augment import ZOOM  # noqa: E402
-from jfacemap.track.train import evaluate_tracker, get_recipe, train_tracker  # noqa: E402
+from jfacemap.track.train import LossWeights, evaluate_tracker, get_recipe, train_tracker  # noqa: E402
 
 TEST_SEED_BASE = 100_000  # held-out sessions: disjoint from the training seeds 0..S-1
 
@@ -90,8 +90,9 @@ def main(argv=None) -> int:
                                    Path.home() / ".cache" / "jfacemap" / f"train-{name}")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
                  if v is not None}
-    # The shipped weights were trained with scale augmentation and no gradient clipping.
-    recipe = get_recipe(args.recipe, **{"augment": ZOOM, "grad_clip": None, **overrides})
+    # The shipped weights were trained with scale augmentation, no gradient clipping and an L1 offset loss.
+    recipe = get_recipe(args.recipe, **{"augment": ZOOM, "grad_clip": None,
+                                        "loss": LossWeights(offset_norm="l1"), **overrides})
 
     n_lab2 = int(round(args.lab2_fraction * args.seeds))
     # lab2 sessions spread evenly over the seed range, so a fraction is a fraction of every part

@@ -9,7 +9,7 @@ from jfacemap.track.augment import IDENTITY, ZOOM, AugmentConfig, AugmentParams,
 from jfacemap.track.preprocess import crop_geometry, keypoints_to_network, normalize_percentile, preprocess
 
 # jitted: op-by-op dispatch compiles every small op and is slower on a CPU
-apply_params = jax.jit(apply_params, static_argnames=("base_side", "size"))
+apply_params = jax.jit(apply_params, static_argnames=("base_side", "size", "intensity"))
 sample_params = jax.jit(sample_params, static_argnums=(1, 2, 3, 4))
 preprocess = jax.jit(preprocess, static_argnames=("bbox",))
 normalize_percentile = jax.jit(normalize_percentile)
@@ -104,3 +104,25 @@ def test_original_style_boxes_only_grow_and_stay_in_the_frame():
     grow = (box - [100, 200, 60, 180]) * [-1, 1, -1, 1] / [100, 100, 120, 120]  # outward moves
     assert grow[:, :3].min() >= 0.1 - 0.01 and grow.max() <= 0.3 + 0.01  # never inwards
     assert box[:, 2].min() >= 0 and box[:, 3].max() == 200  # clamped to the frame, and some reach it
+
+
+def test_original_intensity_is_the_original_formula():
+    # The original's randomly_adjust_contrast, written out in numpy on each network image.
+    rng = np.random.default_rng(4)
+    frames = rng.uniform(-0.2, 1.3, (3, 40, 40)).astype(np.float32)
+    box = jnp.tile(jnp.array([0, 40, 0, 40]), (3, 1))
+    gain, offset = np.array([1.25, 1.0, 0.8], np.float32), np.array([0.15, 0.0, -0.1], np.float32)
+    params = AugmentParams(box, jnp.zeros(3, bool), jnp.asarray(gain), jnp.asarray(offset))
+    plain, _ = apply_params(jnp.asarray(frames), np.zeros((3, 1, 2), np.float32), params._replace(
+        gain=jnp.ones(3), offset=jnp.zeros(3)), base_side=40, size=40)
+    got, _ = apply_params(jnp.asarray(frames), np.zeros((3, 1, 2), np.float32), params, base_side=40, size=40,
+                          intensity="original")
+    for i in range(3):
+        img = np.asarray(plain[i, ..., 0], np.float64)
+        if gain[i] == 1.0 and offset[i] == 0.0:  # not drawn: untouched (negatives kept)
+            np.testing.assert_allclose(got[i, ..., 0], img, atol=1e-6)
+            continue
+        top, mean = img.max(), img.mean()
+        want = np.clip(np.minimum(top, (img + offset[i] * top - mean) * gain[i] + mean), 0, top)
+        np.testing.assert_allclose(got[i, ..., 0], want, atol=1e-5)
+    assert float(np.min(got[0])) >= 0.0  # clipped, unlike the affine mode

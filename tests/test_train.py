@@ -68,10 +68,12 @@ def test_presets_have_the_spec_numbers():
     assert get_recipe("finetune", epochs=2).min_steps == 0  # asked for 2 epochs: exactly 2
     assert get_recipe("finetune", epochs=2, min_steps=10).min_steps == 10
     assert base.grad_clip == ft.grad_clip == 50.0  # the original's clip_grad_norm_(..., 50)
-    assert (base.loss.heatmap, base.loss.offset, base.sigma) == (1.0, 0.5, 3.0)
+    assert (base.loss.heatmap, base.loss.offset, base.loss.offset_norm, base.sigma) == (1.0, 0.5, "l2", 3.0)
     aug = base.augment
     assert (aug.jitter, aug.flip_prob, aug.contrast, aug.brightness, aug.intensity_prob) == (
         (0.1, 0.3), 0.5, (0.7, 1.3), 0.2, 0.5)
+    # The original's boxes (grow only, inside the frame) and its contrast (about the mean, clipped).
+    assert (aug.inward_prob, aug.clamp, aug.intensity) == (0.0, True, "original")
     assert get_recipe("base", epochs=2).epochs == 2 and RECIPES["base"].epochs == 36
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("nope")
@@ -285,3 +287,19 @@ def test_evaluate_counts_points_without_a_prediction(monkeypatch):
     result = evaluate_tracker(None, np.zeros((2, 32, 32), np.uint8), labels, ["p", "q"])
     assert (result["n_points"], result["n_missed"]) == (2, 1)
     assert result["mean_px"] == pytest.approx(1.0)
+
+
+def test_euclidean_offset_loss_is_the_originals_and_has_finite_gradients():
+    kp = np.array([[[100.0, 120.0]]], np.float32)
+    targets = heatmap_targets(kp)
+    rng = np.random.default_rng(1)
+    out = UNetOutput(targets.heatmap, targets.offset_x + jnp.asarray(rng.normal(0, 0.1, targets.offset_x.shape), jnp.float32),
+                     targets.offset_y + jnp.asarray(rng.normal(0, 0.1, targets.offset_y.shape), jnp.float32))
+    l2 = LossWeights(offset_norm="l2")
+    _, parts = tracker_loss(out, targets, l2)
+    dx, dy = np.asarray(out.offset_x - targets.offset_x), np.asarray(out.offset_y - targets.offset_y)
+    mask = np.asarray(targets.mask)
+    assert float(parts["offset"]) == pytest.approx(float(np.sum(np.sqrt(dx**2 + dy**2)[mask])), rel=1e-4)
+    perfect = UNetOutput(targets.heatmap, targets.offset_x, targets.offset_y)
+    grads = jax.grad(lambda o: tracker_loss(o, targets, l2)[0])(perfect)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads)

@@ -28,7 +28,10 @@ Geometry (see `jfacemap.track.preprocess` for the conventions):
 - keypoints that fall outside the jittered box are not visible: NaN;
 - horizontal flip mirrors the image and x of the keypoints (names are not
   swapped: the side view has no left/right pairs);
-- intensity: x * contrast + brightness on the frame content (padding stays 0).
+- intensity: the original's (brightness in units of the image's maximum,
+  contrast about its mean, clipped to [0, maximum]) or, with
+  intensity="affine", x * contrast + brightness on the frame content
+  (padding stays 0).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class AugmentConfig:
     flip_prob: chance of a horizontal flip.
     contrast: (lo, hi) gain; brightness: max |offset| (normalised units);
     intensity_prob: chance that gain and offset are applied (together).
+    intensity: "affine" = x * gain + offset on the frame's content (padding
+      stays 0); "original" = the original program's: on the network image,
+      brightness offset * its maximum, contrast about its mean, clipped to
+      [0, maximum].
     size: output side S.
     """
 
@@ -67,6 +74,7 @@ class AugmentConfig:
     contrast: tuple[float, float] = (0.7, 1.3)
     brightness: float = 0.2
     intensity_prob: float = 0.5
+    intensity: str = "original"
     size: int = NET_SIZE
 
 
@@ -74,7 +82,7 @@ IDENTITY = AugmentConfig(crop_prob=0.0, flip_prob=0.0, intensity_prob=0.0)
 # Boxes that also shrink (crops that zoom in and cut keypoints) and grow past the frame
 # (zero padding): scale augmentation, used for the shipped synthetic base model. On real
 # labels with the paper's 36 epochs it does not fit the training frames (bench_train_real).
-ZOOM = AugmentConfig(inward_prob=0.5, clamp=False)
+ZOOM = AugmentConfig(inward_prob=0.5, clamp=False, intensity="affine")
 
 
 class AugmentParams(NamedTuple):
@@ -139,7 +147,8 @@ def _axis_matrix(start, stop, pad, side, n_src: int, size: int) -> jax.Array:
 
 
 def apply_params(
-    frames: jax.Array, keypoints: jax.Array, params: AugmentParams, base_side: int, size: int = NET_SIZE
+    frames: jax.Array, keypoints: jax.Array, params: AugmentParams, base_side: int, size: int = NET_SIZE,
+    intensity: str = "affine",
 ) -> tuple[jax.Array, jax.Array]:
     """Apply drawn parameters.
 
@@ -158,8 +167,14 @@ def apply_params(
     side, pad_x, pad_y = _square(box)
     rows = jax.vmap(lambda a, b, p, s: _axis_matrix(a, b, p, s, height, size))(box[:, 2], box[:, 3], pad_y, side)
     cols = jax.vmap(lambda a, b, p, s: _axis_matrix(a, b, p, s, width, size))(box[:, 0], box[:, 1], pad_x, side)
-    x = frames.astype(jnp.float32) * params.gain[:, None, None] + params.offset[:, None, None]
+    x = frames.astype(jnp.float32)
+    if intensity == "affine":
+        x = x * params.gain[:, None, None] + params.offset[:, None, None]
     img = jnp.einsum("bih,bhw,bjw->bij", rows, x, cols, precision=jax.lax.Precision.HIGHEST)
+    if intensity == "original":
+        img = _original_intensity(img, params.gain, params.offset)
+    elif intensity != "affine":
+        raise ValueError(f"unknown intensity augmentation {intensity!r}; choose affine or original")
     img = jnp.where(params.flip[:, None, None], img[:, :, ::-1], img)
 
     kp = jnp.asarray(keypoints, jnp.float32)[..., :2]
@@ -174,6 +189,16 @@ def apply_params(
     # Pixel k covers [k - 0.5, k + 0.5): the box [x0, x1) spans [x0 - 0.5, x1 - 0.5).
     inside = jnp.all((kp >= lo[:, None] - 0.5) & (kp < hi[:, None] - 0.5), axis=-1, keepdims=True)
     return img[..., None], jnp.where(inside, pos, jnp.nan)
+
+
+def _original_intensity(img: jax.Array, gain: jax.Array, offset: jax.Array) -> jax.Array:
+    """The original's `randomly_adjust_contrast` on (B, S, S) images, where drawn (gain != 1 or offset != 0)."""
+    top = jnp.max(img, axis=(1, 2), keepdims=True)
+    mean = jnp.mean(img, axis=(1, 2), keepdims=True)
+    out = img + offset[:, None, None] * top
+    out = jnp.clip(jnp.minimum(top, (out - mean) * gain[:, None, None] + mean), 0.0, top)
+    drawn = (gain != 1.0) | (offset != 0.0)
+    return jnp.where(drawn[:, None, None], out, img)
 
 
 @partial(jax.jit, static_argnames=("config", "bbox"))
@@ -198,4 +223,4 @@ def augment_batch(
     """
     base = crop_geometry(frames.shape, bbox, config.size)
     params = sample_params(key, frames.shape[0], frames.shape, config, bbox)
-    return apply_params(frames, keypoints, params, base.side, config.size)
+    return apply_params(frames, keypoints, params, base.side, config.size, config.intensity)

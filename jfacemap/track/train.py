@@ -43,6 +43,7 @@ class LossWeights:
 
     heatmap: float = 1.0
     offset: float = 0.5
+    offset_norm: str = "l2"  # "l2": sqrt(dx^2 + dy^2), the original's; "l1": |dx| + |dy|
 
 
 def tracker_loss(
@@ -63,7 +64,13 @@ def tracker_loss(
     n_valid = jnp.maximum(jnp.sum(targets.valid), 1)
     # jnp.where (not a multiply) so a non-finite output on a masked channel cannot leak NaN.
     heat = jnp.sum(jnp.where(valid, jnp.abs(outputs.heatmap - targets.heatmap), 0.0)) / n_valid
-    off_err = jnp.abs(outputs.offset_x - targets.offset_x) + jnp.abs(outputs.offset_y - targets.offset_y)
+    dx, dy = outputs.offset_x - targets.offset_x, outputs.offset_y - targets.offset_y
+    if weights.offset_norm == "l2":
+        sq = dx**2 + dy**2
+        # The inner where keeps sqrt's gradient finite where the error is exactly 0.
+        off_err = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+    else:
+        off_err = jnp.abs(dx) + jnp.abs(dy)
     offset = jnp.sum(jnp.where(targets.mask, off_err, 0.0)) / n_valid
     loss = weights.heatmap * heat + weights.offset * offset
     return loss, {"heatmap": heat, "offset": offset}
@@ -120,8 +127,8 @@ class TrainRecipe:
 RECIPES: dict[str, TrainRecipe] = {
     "base": TrainRecipe(),
     # At least FINETUNE_MIN_STEPS optimizer steps, so that 1-10 frames are fitted too. Batch 4,
-    # not the original refinement loop's 1: BatchNorm on one image is noisy (six real faces:
-    # 2.6 px median, points lost, at batch 1; 0.6 px at batch 4; bench_real_faces).
+    # not the original refinement loop's 1: BatchNorm on one image is noisy (six real faces,
+    # 300 steps: points lost at batch 1, 1.1-1.4 px at batch 2, 0.6 px at batch 4).
     "finetune": TrainRecipe(name="finetune", lr=1e-4, weight_decay=1e-3, optimizer="adamw",
                             batch_size=FINETUNE_BATCH, min_steps=FINETUNE_MIN_STEPS),
 }
