@@ -98,8 +98,16 @@ class Frames:
 
 
 Runner = Callable[[Path, Sequence[str]], subprocess.CompletedProcess]
+# Indexes of the last _CACHED videos (a few numbers per frame each): a whole archive never piles up.
+_CACHED = 16
 _PACKETS: dict[tuple, tuple[Packets | None, str]] = {}
 _FRAMES: dict[tuple, Frames] = {}
+
+
+def _remember(cache: dict, key: tuple, value) -> None:
+    cache[key] = value
+    while len(cache) > _CACHED:
+        cache.pop(next(iter(cache)))  # dicts keep insertion order: the oldest goes
 
 
 def _key(p: Path) -> tuple:
@@ -131,7 +139,7 @@ def packets(p: Path, run: Runner) -> tuple[Packets | None, str]:
     """The packet index of `p` (None where there is no timing at all) and ffmpeg's log; cached."""
     key = _key(p)
     if key not in _PACKETS:
-        _PACKETS[key] = _build_packets(p, run)
+        _remember(_PACKETS, key, _build_packets(p, run))
     return _PACKETS[key]
 
 
@@ -202,7 +210,7 @@ def frames(p: Path, run: Runner, index: Packets | None) -> Frames | None:
         built = _build_frames(p, run, index)
         if built is None:
             return None
-        _FRAMES[key] = built
+        _remember(_FRAMES, key, built)
     return _FRAMES[key]
 
 
