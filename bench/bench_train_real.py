@@ -150,7 +150,7 @@ def run_jfacemap(images, keypoints, names, train, test, epochs, seed, recipe="ba
     return out
 
 
-def likelihood_aucs(rows, images, keypoints, names) -> dict:
+def likelihood_aucs(rows, images, keypoints) -> dict:
     """ROC AUC of each heatmap confidence (see `likelihood_scores`) for the test points more
     than BAD_PX off, per program (the original's network run through jfacemap: same weights)."""
 
@@ -218,7 +218,7 @@ def main(argv=None) -> dict:
     if args.save is not None and any("_weights" in r for r in rows):
         args.save.mkdir(parents=True, exist_ok=True)
         (args.save / "original.pt").write_bytes(next(r["_weights"] for r in rows if "_weights" in r))
-    payload["likelihood_auc"] = likelihood_aucs(rows, images[test], keypoints[test], names)
+    payload["likelihood_auc"] = likelihood_aucs(rows, images[test], keypoints[test])
     for program, auc in payload["likelihood_auc"].items():
         print(f"{program}: ROC AUC for test points > {BAD_PX:g} px off: "
               + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
