@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jfacemap.nets.init import torch_default_init
+from jfacemap.nets.layers import batch_norm_train, conv3x3_one_channel, max_pool_3x3_s2
 
 DEFAULT_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 200)
 HEATMAP_SUM = 10.0  # train-mode heatmaps are scaled to this sum per keypoint
@@ -82,7 +83,19 @@ class BNConv(nnx.Module):
         )
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
-        x = self.norm(x, use_running_average=use_running_average)
+        norm = self.norm
+        use_ra = norm.use_running_average if use_running_average is None else use_running_average
+        if use_ra:
+            x = norm(x, use_running_average=True)
+        else:
+            # nnx.BatchNorm's train mode, with the hand-written gradient (see layers.py).
+            x, mean, var = batch_norm_train(x, norm.scale[...], norm.bias[...], norm.epsilon, self.relu)
+            m = norm.momentum
+            norm.mean[...] = jax.lax.stop_gradient(m * norm.mean[...] + (1 - m) * mean)
+            norm.var[...] = jax.lax.stop_gradient(m * norm.var[...] + (1 - m) * var)
+            if self.conv.in_features == 1 and tuple(self.conv.kernel_size) == (3, 3):
+                return conv3x3_one_channel(x, self.conv.kernel[...])
+            return self.conv(x)
         if self.relu:
             x = jax.nn.relu(x)
         return self.conv(x)
@@ -173,8 +186,7 @@ class FacemapUNet(nnx.Module):
         skips = []
         for k, block in enumerate(self.encoder):
             if k > 0:
-                # torch's max_pool2d pads with -inf; so does nnx.max_pool.
-                x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+                x = max_pool_3x3_s2(x)  # pads with -inf, as torch's max_pool2d
             x = block(x, use_ra)
             skips.append(x)
         for k, block in enumerate(self.decoder):

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jfacemap.nets.layers import max_pool_3x3_s2
 from jfacemap.nets.unet import FacemapUNet
 
 _LIB = "LIBRARY_FUSION_TYPE_"
@@ -113,20 +114,6 @@ def _first_unit(x: jax.Array, p: dict) -> jax.Array:
     return out
 
 
-def _max_pool(x: jax.Array) -> jax.Array:
-    """3x3 max-pool, stride 2, pad 1 with -inf (as nnx.max_pool / torch), as
-    the max of nine strided slices: an elementwise loop XLA fuses with the
-    BatchNorm + ReLU that follows (a reduce-window is its own, slower loop)."""
-    _, h, w, _ = x.shape
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    out = None
-    for dy in range(3):
-        for dx in range(3):
-            tap = xp[:, dy : dy + h : 2, dx : dx + w : 2, :]
-            out = tap if out is None else jnp.maximum(out, tap)
-    return out
-
-
 def _up_unit(low: jax.Array, skip: jax.Array, p: dict) -> jax.Array:
     """conv3x3(relu(bn(concat[upsample2(low), skip]))) without building the
     upsampled or concatenated tensors."""
@@ -175,7 +162,7 @@ def fast_forward(params: dict, x: jax.Array):
         if k == 0:
             x = _first_unit(x, u0)
         else:
-            x = _max_pool(x)
+            x = max_pool_3x3_s2(x)
             x = _conv(_bn_relu(x, u0), u0["kernel"], ((1, 1), (1, 1)))
         x = _conv(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
         skips.append(x)
