@@ -320,7 +320,7 @@ def test_train_round_then_save_model(server, inputs, models_home):
     expected = np.asarray(make_predict_fn(new, None, (HEIGHT, WIDTH))(read_frames(inputs[0], [g["index"]])))[0]
     np.testing.assert_allclose([[p["x"], p["y"]] for p in g["predicted"]], expected[:, :2], atol=1e-3)
     # save it under a name that `--model NAME` finds
-    for bad, code in (("../escape", 400), ("/abs", 400), ("", 400), ("base", 409), (7, 400)):
+    for bad, code in (("../escape", 400), ("/abs", 400), ("", 400), ("base", 409), ("facemap", 409), (7, 400)):
         assert get_json(server.url, "POST", "/api/save-model", {"name": bad})[0] == code, bad
     status, saved = get_json(server.url, "POST", "/api/save-model", {"name": "my-refined"})
     assert status == 200 and resolve_model("my-refined") == Path(saved["path"])

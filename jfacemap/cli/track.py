@@ -34,7 +34,7 @@ def _filter(fractions: dict):
 
 def track(
     videos: Annotated[list[Path], typer.Argument(help="Video files to track.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name, a model folder or an original .pt file.")] = DEFAULT_TRACKER,
+    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name ('facemap' = the original's installed model), a model folder or an original .pt file.")] = DEFAULT_TRACKER,
     bbox: Annotated[Optional[tuple[int, int, int, int]], typer.Option(
         help="Crop box X0 X1 Y0 Y1 in frame pixels (default: the model's training box, else the whole frame).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per network call.")] = 8,

@@ -151,7 +151,7 @@ def finetune(
 
 
 def evaluate(
-    model: Annotated[str, typer.Argument(help="Tracker: a model name, a model folder or an original .pt file.")],
+    model: Annotated[str, typer.Argument(help="Tracker: a model name ('facemap' = the original's installed model), a model folder or an original .pt file.")],
     labels: LabelsArg,
     video: VideoOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the errors here as JSON.")] = None,

@@ -267,7 +267,7 @@ class RefineSession:
         """POST /api/save-model: {"name": str, "overwrite": bool}: the current
         model into the user models folder, where `--model NAME` finds it."""
         from jfacemap.io.jsonable import jsonable
-        from jfacemap.track.model_store import REPO_WEIGHTS, read_model_json, save_tracker, user_models_dir
+        from jfacemap.track.model_store import FACEMAP_NAME, REPO_WEIGHTS, read_model_json, save_tracker, user_models_dir
 
         if not isinstance(body, dict):
             raise RequestError(400, "body must be a JSON object")
@@ -275,8 +275,8 @@ class RefineSession:
         if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
             raise RequestError(400, "'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a "
                                     "letter or digit")
-        if (REPO_WEIGHTS / name).exists():
-            raise RequestError(409, f"{name!r} is a shipped model's name; choose another")
+        if (REPO_WEIGHTS / name).exists() or name == FACEMAP_NAME:
+            raise RequestError(409, f"{name!r} is a shipped or built-in model's name; choose another")
         target = user_models_dir() / name
         if target.exists() and body.get("overwrite") is not True:
             raise RequestError(409, f"a model named {name!r} exists ({target}); send overwrite: true to replace it")

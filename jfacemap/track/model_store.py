@@ -10,7 +10,10 @@ A model folder:
 `load_tracker("base")` resolves a bare name to `<repo>/weights/<name>/`
 (shipped) first, then `<models home>/<name>/` (user models;
 `$JFACEMAP_HOME/models`, default `~/.jfacemap/models`). An original-program
-`.pt`/`.pth` state_dict is loaded through `jfacemap.nets.convert`.
+`.pt`/`.pth` state_dict is loaded through `jfacemap.nets.convert`. The name
+`facemap` is the original Facemap's own pretrained model where an install of
+it keeps it (`~/.facemap/models/`, or `$FACEMAP_MODELS_DIR`; see
+`jfacemap.io.facemap_install`).
 
 Writes are atomic: the folder is built beside its destination under a
 temporary name and renamed into place, so a reader sees the old model or the
@@ -31,6 +34,9 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jfacemap.io.facemap_install import NAME as FACEMAP_NAME
+from jfacemap.io.facemap_install import (FacemapModelError, facemap_installed, facemap_model_files,
+                                         read_facemap_params)
 from jfacemap.io.jsonable import jsonable
 from jfacemap.io.model_folder import CHECKSUM_KEY, describe, restore_model, write_model_folder
 from jfacemap.nets.unet import FacemapUNet
@@ -61,17 +67,34 @@ def user_models_dir() -> Path:
     return (Path(home).expanduser() if home else Path.home() / ".jfacemap") / "models"
 
 
+def _local(dir_or_name: str | os.PathLike) -> tuple[Path, bool, bool]:
+    """(path, is it a bare name, does it name something here rather than a model name)."""
+    p = Path(dir_or_name).expanduser()
+    name = str(dir_or_name)
+    bare = "/" not in name and os.sep not in name and p.suffix.lower() not in (".pt", ".pth")
+    return p, bare, p.is_file() or (p / "model.json").is_file() or (p.exists() and not bare)
+
+
+def _names_facemap(dir_or_name: str | os.PathLike) -> bool:
+    """True for the name `facemap` (the original's installed model), unless a
+    model folder or file of that name is in the current folder."""
+    return str(dir_or_name) == FACEMAP_NAME and not _local(dir_or_name)[2]
+
+
 def resolve_model(dir_or_name: str | os.PathLike) -> Path:
     """A model folder or .pt file from a path or a name.
 
     A bare name (no path separator) is looked up as a shipped model, then a
     user model, unless the current folder holds a model folder of that name.
+    `facemap` gives the original's installed state file (FacemapModelError,
+    one line naming the folder, when it or its params file is missing).
     """
-    p = Path(dir_or_name).expanduser()
+    p, bare, here = _local(dir_or_name)
     name = str(dir_or_name)
-    bare = "/" not in name and os.sep not in name and p.suffix.lower() not in (".pt", ".pth")
-    if p.is_file() or (p / "model.json").is_file() or (p.exists() and not bare):
+    if here:
         return p.absolute()  # orbax refuses relative checkpoint paths
+    if name == FACEMAP_NAME:
+        return facemap_model_files()[0]
     if bare:
         for root in (REPO_WEIGHTS, user_models_dir()):
             if (root / name / "model.json").is_file():
@@ -112,12 +135,15 @@ def load_tracker(
     dir_or_name: str | os.PathLike, bodyparts: Sequence[str] | None = None
 ) -> tuple[FacemapUNet, list[str], dict]:
     """(model in eval mode, bodyparts, meta) from a model folder, a model
-    name, or an original-program .pt/.pth state_dict.
+    name, or an original-program .pt/.pth state_dict (`facemap`: the
+    original's installed pretrained model).
 
     For a .pt file, `bodyparts` names its K outputs (default: the Facemap 15
     when K = 15); for a folder it must agree with model.json if given.
     meta is model.json (the .pt case: its path and architecture).
     """
+    if _names_facemap(dir_or_name):
+        return _load_facemap(bodyparts)
     path = resolve_model(dir_or_name)
     if path.is_file():
         return _load_torch(path, bodyparts)
@@ -150,9 +176,27 @@ def _load_torch(path: Path, bodyparts: Sequence[str] | None) -> tuple[FacemapUNe
     return model, [str(b) for b in bodyparts], meta
 
 
+def _load_facemap(bodyparts: Sequence[str] | None) -> tuple[FacemapUNet, list[str], dict]:
+    """The original Facemap's installed model: its state_dict, checked against
+    the channels of its params file; bodyparts default to the original's 15."""
+    state, params_file = facemap_model_files()
+    channels = read_facemap_params(params_file)["channels"]
+    try:
+        model, names, meta = _load_torch(state, bodyparts)
+    except ValueError as err:  # the converter's messages do not name the file
+        if str(state) in str(err):
+            raise
+        raise FacemapModelError(f"{state}: {err}") from None
+    if tuple(model.channels) != channels:
+        raise FacemapModelError(f"{state}: weights have channels {list(model.channels)} but {params_file} "
+                                f"says {list(channels)}")
+    return model, names, meta | {"name": FACEMAP_NAME, "params_file": str(params_file)}
+
+
 def list_trackers() -> dict[str, Path]:
-    """name -> folder of every shipped and user model (shipped names win)."""
-    found: dict[str, Path] = {}
+    """name -> folder of every shipped and user model (shipped names win),
+    and `facemap` -> the original's state file when it is installed."""
+    found: dict[str, Path] = {FACEMAP_NAME: facemap_model_files()[0]} if facemap_installed() else {}
     for root in (REPO_WEIGHTS, user_models_dir()):
         if root.is_dir():
             for d in sorted(root.iterdir()):
