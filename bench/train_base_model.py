@@ -1,21 +1,26 @@
 """Train the shipped base tracker on synthetic sessions (the reproducible recipe).
 
     python bench/train_base_model.py                    # full: weights/base/, on the GPU if JAX sees one
-    python bench/train_base_model.py --lab2-fraction 0.25 --name base-mixed
+    python bench/train_base_model.py --styles wild --seeds 150 --frames-per-seed 20 --init base --name base-wild
     python bench/train_base_model.py --quick            # smoke run, < 2 min on a CPU, to a temp folder
 
 Data: `--seeds` training sessions (seeds 0..S-1), each `--session-frames`
 long at 50 Hz; `--frames-per-seed` frames are taken sparsely across each
 session (evenly spaced strata, one random frame per stratum), so poses and
-behaviour states vary within a mouse as well as across mice. A fraction
-`--lab2-fraction` of the seeds use the "lab2" look (0 = lab1 only). Test
-error is measured on held-out seeds (100000 + i), never seen in training,
-for each style used, and written into the model's model.json with the
-recipe and the data description; the full run also writes
-bench/results/train_base_model.json.
+behaviour states vary within a mouse as well as across mice. Sessions take
+the `--styles` families in turn (seed s -> styles[s % n]); "wild" is the
+domain-randomised family, "lab2" the held-out one (never trained on unless
+named). Test error is measured on held-out seeds (100000 + i), never seen in
+training, for each training style and each `--held-out` style, and on the
+real faces in ../shared/data/real-faces when present (a measuring stick:
+never trained on); all of it goes into the model's model.json with the
+recipe, the data description and the compute spent (CPU/GPU seconds summed
+over every session of a resumed run); the full run also writes
+bench/results/<name>.json.
 
 Training checkpoints go to `--checkpoint-dir` every epoch; rerunning the
-same command resumes from the latest one.
+same command resumes from the latest one (the rendered training set is
+cached there too, so a resumed run does not render it again).
 """
 
 from __future__ import annotations
@@ -58,6 +63,37 @@ def build_set(seeds, styles, n_frames: int, session_frames: int):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), parts[0][2]
 
 
+def cached_training_set(folder: Path, seeds, styles, n_frames: int, session_frames: int):
+    """`build_set`, cached in `folder` (keyed by the arguments), so resumed runs skip rendering."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps([list(seeds), list(styles), n_frames, session_frames]).encode()).hexdigest()[:12]
+    path = Path(folder) / f"training-set-{key}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return data["frames"], data["keypoints"], [str(b) for b in data["bodyparts"]]
+    frames, keypoints, bodyparts = build_set(seeds, styles, n_frames, session_frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, frames=frames, keypoints=keypoints, bodyparts=np.array(bodyparts))
+    tmp.replace(path)
+    return frames, keypoints, bodyparts
+
+
+def real_face_errors(model, bodyparts) -> dict | None:
+    """Error on ../shared/data/real-faces at 256 scale (None when absent): a measuring stick only."""
+    from bench.bench_real_faces import FACES, point_errors, summary
+
+    if not FACES.is_file():
+        return None
+    from bench.bench_real_faces import load_faces
+
+    images, keypoints, _ = load_faces(bodyparts)
+    err, _ = point_errors(model, images, keypoints)
+    return summary(err) | {"n_frames": int(len(images)), "p90_px": float(np.nanpercentile(err[np.isfinite(err)], 90))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default=None, help="model name (default base, or base-quick with --quick)")
@@ -65,7 +101,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=60, help="training sessions")
     ap.add_argument("--frames-per-seed", type=int, default=40)
     ap.add_argument("--session-frames", type=int, default=15_000, help="session length (frames at 50 Hz)")
-    ap.add_argument("--lab2-fraction", type=float, default=0.0, help="fraction of sessions in the lab2 style")
+    ap.add_argument("--lab2-fraction", type=float, default=0.0,
+                    help="fraction of sessions in the lab2 style (with the default --styles lab1)")
+    ap.add_argument("--styles", default="lab1", help="training style families, comma-separated (e.g. wild)")
+    ap.add_argument("--held-out", default="lab2", help="styles tested but never trained on, comma-separated")
+    ap.add_argument("--init", default=None, help="start from this model's weights (name or folder)")
     ap.add_argument("--test-seeds", type=int, default=5)
     ap.add_argument("--test-frames", type=int, default=20, help="test frames per held-out session")
     ap.add_argument("--recipe", default="base")
@@ -94,30 +134,41 @@ def main(argv=None) -> int:
     recipe = get_recipe(args.recipe, **{"augment": ZOOM, "grad_clip": None,
                                         "loss": LossWeights(offset_norm="l1"), **overrides})
 
+    families = [s.strip() for s in args.styles.split(",") if s.strip()]
+    seeds = list(range(args.seeds))
+    styles = [families[s % len(families)] for s in seeds]
     n_lab2 = int(round(args.lab2_fraction * args.seeds))
     # lab2 sessions spread evenly over the seed range, so a fraction is a fraction of every part
     lab2 = set(np.linspace(0, args.seeds - 1, n_lab2).round().astype(int).tolist()) if n_lab2 else set()
-    seeds = list(range(args.seeds))
-    styles = ["lab2" if s in lab2 else "lab1" for s in seeds]
+    styles = ["lab2" if s in lab2 else st for s, st in zip(seeds, styles)]
+    held_out = [s.strip() for s in args.held_out.split(",") if s.strip() and s.strip() not in styles]
     print(f"device: {jax.devices()[0]}  recipe: {recipe.name} epochs={recipe.epochs} batch={recipe.batch_size} "
-          f"lr={recipe.lr}  data: {args.seeds} sessions ({n_lab2} lab2) x {args.frames_per_seed} frames")
+          f"lr={recipe.lr}  data: {args.seeds} sessions ({', '.join(f'{styles.count(f)} {f}' for f in sorted(set(styles)))})"
+          f" x {args.frames_per_seed} frames; held out: {', '.join(held_out) or 'none'}")
 
     t0 = time.perf_counter()
-    frames, keypoints, bodyparts = build_set(seeds, styles, args.frames_per_seed, args.session_frames)
+    frames, keypoints, bodyparts = cached_training_set(ckpt, seeds, styles, args.frames_per_seed, args.session_frames)
     t_data = time.perf_counter() - t0
-    print(f"rendered {len(frames)} training frames in {t_data:.1f} s")
+    print(f"{len(frames)} training frames ready in {t_data:.1f} s")
+    init_model = None
+    if args.init:
+        from jfacemap.track.model_store import load_tracker
+
+        init_model, init_names, _ = load_tracker(args.init)
+        if list(init_names) != list(bodyparts):
+            raise SystemExit(f"--init {args.init}: bodyparts {init_names} differ from the training set's")
 
     def on_epoch(epoch, row):
         print(f"epoch {epoch + 1}/{recipe.epochs}  loss {row['loss']:.3f} (heatmap {row['heatmap']:.3f}, "
               f"offset {row['offset']:.3f})  lr {row['lr']:.2g}  {row['seconds']:.1f} s", flush=True)
 
     t0 = time.perf_counter()
-    model, history = train_tracker(frames, keypoints, bodyparts, recipe, seed=args.seed, on_epoch=on_epoch,
-                                   checkpoint_dir=ckpt)
+    model, history = train_tracker(frames, keypoints, bodyparts, recipe, init_model=init_model, seed=args.seed,
+                                   on_epoch=on_epoch, checkpoint_dir=ckpt)
     t_train = time.perf_counter() - t0
 
     errors, rows = {}, []
-    for style in sorted(set(styles)):
+    for style in sorted(set(styles)) + held_out:
         test_seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]
         tf, tk, _ = build_set(test_seeds, [style] * len(test_seeds), args.test_frames, args.session_frames)
         result = evaluate_tracker(model, tf, tk, bodyparts)
@@ -125,17 +176,25 @@ def main(argv=None) -> int:
         errors[style] = result | {"seeds": test_seeds}
         rows.append({"test": style, "frames": result["n_frames"], "points": result["n_points"],
                      "mean_px": result["mean_px"], "median_px": result["median_px"], "p90_px": result["p90_px"]})
+    real = real_face_errors(model, bodyparts)
+    if real is not None:
+        errors["real-faces"] = real
+        rows.append({"test": "real faces (256 scale)", "frames": real["n_frames"], "points": real["n_points"],
+                     "mean_px": real["mean_px"], "median_px": real["median_px"], "p90_px": real["p90_px"]})
     print_table(rows, ["test", "frames", "points", "mean_px", "median_px", "p90_px"])
 
-    lab1_error = errors.get("lab1", next(iter(errors.values())))["mean_px"]
+    main_style = styles[0]
+    lab1_error = errors[main_style]["mean_px"]
     meta = {
         "name": name,
         "description": (f"U-Net trained on {len(frames)} synthetic frames from {args.seeds} sessions; "
-                        f"{lab1_error:.2f} px mean error on held-out sessions"),
+                        f"{lab1_error:.2f} px mean error on held-out {main_style} sessions"
+                + (f", {errors['real-faces']['mean_px']:.1f} px on real faces (256 scale)" if real else "")),
         "command": "python bench/train_base_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "recipe": recipe.to_dict(),
         "training_data": {"generator": "jfacemap.synth.make_session", "seeds": [0, args.seeds - 1],
-                          "styles": {"lab1": styles.count("lab1"), "lab2": styles.count("lab2")},
+                          "styles": {f: styles.count(f) for f in sorted(set(styles))}, "held_out": held_out,
+                          "init": args.init,
                           "lab2_seeds": sorted(lab2), "frames_per_seed": args.frames_per_seed,
                           "session_frames": args.session_frames, "sampling": "one random frame per equal stratum",
                           "n_frames": int(len(frames)), "size": list(frames.shape[1:])},
@@ -143,11 +202,15 @@ def main(argv=None) -> int:
         "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
         "trained": {"device": str(jax.devices()[0]), "train_seconds": round(t_train, 1), "seed": args.seed,
                     "quick": bool(args.quick), **machine_info()},
+        # Every epoch's seconds, including those of earlier sessions of a resumed run.
+        "compute": {"epochs": len(history), "steps": int(sum(h["steps"] for h in history)),
+                    "seconds": round(float(sum(h["seconds"] for h in history)), 1),
+                    "device": jax.devices()[0].platform},
     }
     folder = save_tracker(out, model, bodyparts, meta)
     print(f"trained in {t_train:.1f} s; saved {folder}")
     if not args.quick:
-        print(f"results: {write_results('train_base_model', meta)}")
+        print(f"results: {write_results('train_base_model' if name == 'base' else name, meta)}")
     return 0
 
 

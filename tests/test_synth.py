@@ -199,6 +199,7 @@ def test_keypoints_follow_the_pixel_centre_convention():
             rotation=0.0, eye_tilt=0.0, noise_std=0.0, shot_noise=0.0, highlight_strength=0.0,
             rim_strength=0.0, blur=0.0, fur_contrast=0.0,  # a plain dark opening, sharp edges, plain fur
             shift_x=0.37, shift_y=-0.21,  # sub-pixel offsets, so rounding errors cannot hide
+            zoom=1.0, fur_brightness=110.0, gain=1.0,  # eye in frame, fur brighter than it (wild varies both)
         )
         lat = simulate_behavior(20, seed=0)
         lat = dataclasses.replace(lat, blink=np.zeros(20, np.float32))
@@ -355,7 +356,7 @@ def test_keypoints_are_nan_exactly_where_out_of_frame():
 
 def test_lab2_differs_visibly_from_lab1():
     stats = {}
-    for style in STYLES:
+    for style in ("lab1", "lab2"):
         means, ranges, nose_right = [], [], []
         for seed in range(4):
             frames, kp = make_session(3, seed=seed, style=style).render(0, 3)
@@ -400,3 +401,54 @@ def test_invalid_requests_fail_clearly(lab1_session):
         simulate_behavior(0, 1)
     with pytest.raises(ValueError):
         list(lab1_session.iter_chunks(0))
+
+
+def test_wild_family_draws_wide_ranges_and_leaves_other_styles_alone():
+    wild = [sample_face_params(s, style="wild") for s in range(60)]
+    assert {p.flip for p in wild} == {False, True}  # both facing directions
+    zooms = np.array([p.zoom for p in wild])
+    assert zooms.min() < 0.85 and zooms.max() > 2.0 and zooms.min() >= 0.7 and zooms.max() <= 3.0
+    assert np.ptp([p.rotation for p in wild]) > 40
+    assert all(p.pad_dv > 0 and p.whisker_sparsity > 0 and p.fur_streak <= 1 for p in wild)
+    assert np.mean([p.nose_r for p in wild]) > 1.5 * np.mean([sample_face_params(s).nose_r for s in range(60)])
+    # The older styles keep their look: the new identity fields stay at their neutral values.
+    for style in ("lab1", "lab2"):
+        p = sample_face_params(3, style=style)
+        assert (p.pad_du, p.pad_dv, p.whisker_sparsity, p.fur_streak) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_wild_hides_whiskers_but_never_the_keypoint_ones():
+    from jfacemap.synth.geometry import make_layout
+
+    for seed in range(5):
+        w = make_layout(sample_face_params(seed, style="wild")).whiskers
+        keyed = list(w.key.values())
+        assert np.all(w.opacity[keyed] >= 0.5)
+        others = np.delete(w.opacity, keyed)
+        assert np.any(others == 0) and np.any(others > 0)
+    assert make_layout(sample_face_params(0)).whiskers.opacity is None
+
+
+def test_wild_whisker_keypoints_sit_low_and_back_like_real_faces():
+    """In the eye -> nose(tip) frame (u along, v below, in axis lengths) real
+    whisker keypoints average u ~0.56, v ~0.19 (bench/render_vs_real.py);
+    lab1's sit at ~0.66, ~0.04. The wild family must move toward the real ones."""
+    def whisker_uv(style):
+        out = []
+        for seed in range(12):
+            p = dataclasses.replace(sample_face_params(seed, style=style), rotation=0.0, zoom=0.6,
+                                    shift_x=0.0, shift_y=0.0, flip=False)
+            kp = render_frames(p, simulate_behavior(2, seed=seed), 0, 1)[1][0]
+            eye = np.nanmean(kp[EYE, :2], axis=0)
+            axis = kp[K["nose(tip)"], :2] - eye
+            length = np.hypot(*axis)
+            normal = np.array([-axis[1], axis[0]]) / length
+            normal = normal if normal[1] > 0 else -normal
+            for name in ("whisker(I)", "whisker(II)", "whisker(III)"):
+                d = kp[K[name], :2] - eye
+                out.append((d @ axis / length**2, d @ normal / length))
+        return np.nanmean(np.array(out), axis=0)
+
+    (u1, v1), (uw, vw) = whisker_uv("lab1"), whisker_uv("wild")
+    assert uw < u1 - 0.04 and vw > v1 + 0.08
+    assert 0.45 < uw < 0.65 and 0.08 < vw < 0.3

@@ -17,7 +17,7 @@ def synth(
     out: Annotated[Path, typer.Argument(help="Output video (.mp4, .avi, .mkv or .mov).")],
     frames: Annotated[int, typer.Option("--frames", "-n", help="Number of frames (at --fps).")] = 500,
     seed: Annotated[int, typer.Option(help="Seed: picks the mouse, the camera view and the behaviour.")] = 0,
-    style: Annotated[str, typer.Option(help=f"Imaging style: {', '.join(STYLES)} ('lab2' is the 'other lab' look).")] = "lab1",
+    style: Annotated[str, typer.Option(help=f"Imaging style: {', '.join(STYLES)} ('lab2' is the 'other lab' look, 'wild' draws every look from wide ranges).")] = "lab1",
     size: Annotated[int, typer.Option(help="Frame size in pixels (square).")] = 256,
     fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = 50.0,
 ) -> None:

@@ -158,6 +158,7 @@ class Whiskers:
     row: np.ndarray
     arc: np.ndarray
     key: dict  # keypoint name -> whisker index
+    opacity: np.ndarray | None = None  # (N,) drawn opacity at the base; None = 0.95 for all
 
     def bases(self, angle_deg):
         """Base positions (head units) for whisking angle(s): the pad moves with protraction."""
@@ -212,7 +213,7 @@ def make_layout(p: FaceParams) -> Layout:
     rows, arcs = p.whisker_rows, p.whisker_arcs
     r, c = np.meshgrid(np.arange(rows), np.arange(arcs), indexing="ij")
     r, c = r.ravel().astype(float), c.ravel().astype(float)
-    p0 = (snout_a[0] - 30.0, snout_a[1] - 10.0)
+    p0 = (snout_a[0] - 30.0 + p.pad_du, snout_a[1] - 10.0 + p.pad_dv)
     arc_step = 46.0 / (arcs - 1)
     row_step = 34.0 / (rows - 1)
     base_u = p0[0] + c * arc_step + r * 1.5 + rng.normal(0, 0.6, r.size)
@@ -228,7 +229,15 @@ def make_layout(p: FaceParams) -> Layout:
         "whisker(II)": index(2, arcs - 4),
         "whisker(III)": index(3, arcs - 3),
     }
-    whiskers = Whiskers(base_u, base_v, psi0, gain, length, curvature, r.astype(int), c.astype(int), key)
+    opacity = None
+    if p.whisker_sparsity > 0:
+        # Real side views show a few whiskers, not a painted fan: hide a share
+        # of the pad's whiskers (never those that carry keypoints) and vary
+        # the contrast of the rest. Its own stream, so other styles are unchanged.
+        rng_o = np.random.default_rng([p.whisker_seed, 1])
+        opacity = np.where(rng_o.random(r.size) < p.whisker_sparsity, 0.0, rng_o.uniform(0.35, 0.95, r.size))
+        opacity[list(key.values())] = rng_o.uniform(0.5, 0.95, len(key))
+    whiskers = Whiskers(base_u, base_v, psi0, gain, length, curvature, r.astype(int), c.astype(int), key, opacity)
 
     up = np.array([0.35, -1.0])
     up /= np.linalg.norm(up)

@@ -16,8 +16,13 @@ import numpy as np
 # "lab1": the default look (dark background, high contrast, nose to the right).
 # "lab2": the "other lab" for fine-tuning experiments: mirrored (nose to the
 # left), strongly tilted, grey low-contrast background, vignetting, coarser fur,
-# dark whiskers, more blur and noise.
-STYLES: tuple[str, ...] = ("lab1", "lab2")
+# dark whiskers, more blur and noise. Never trained on: the held-out family.
+# "wild": domain randomisation for the shipped tracker: every identity, camera
+# and imaging parameter drawn from a wide range centred on what the real faces
+# measure (bench/render_vs_real.py): blunt bulbous snouts, round eyes, whisker
+# pad low and back, soft fine fur, saturating muzzles, tight crops at 0.7-3x
+# zoom that may cut the nose or eye at the frame edge, either facing direction.
+STYLES: tuple[str, ...] = ("lab1", "lab2", "wild")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,12 @@ class FaceParams:
     blur: float  # optical blur sigma, pixels of a 256 frame
     black_level: float  # grey level added to every pixel (glare, sensor offset)
     noise_seed: int
+    # identity, "wild" only (0 elsewhere, so older styles render as before):
+    # where the whisker pad sits relative to the default layout (head units).
+    pad_du: float = 0.0
+    pad_dv: float = 0.0
+    whisker_sparsity: float = 0.0  # share of the pad's non-keypoint whiskers not drawn
+    fur_streak: float = 1.0  # weight of the hair strands in the fur texture (< 1: softer)
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -115,6 +126,8 @@ def sample_face_params(seed: int, style: str = "lab1", size: int = 256) -> FaceP
         highlight_strength=_u(rng, 170, 230),
     )
     identity["eye_b"] = identity["eye_a"] * _u(rng, 0.66, 0.78)
+    if style == "wild":
+        return _sample_wild(rng, seed, size)
     if style == "lab1":
         camera = dict(
             rotation=_u(rng, -15, 15),
@@ -166,4 +179,79 @@ def sample_face_params(seed: int, style: str = "lab1", size: int = 256) -> FaceP
     return FaceParams(
         style=style, size=int(size), seed=int(seed), **identity, **camera, **imaging,
         noise_seed=int(rng.integers(2**31)),
+    )
+
+
+def _log_u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _sample_wild(rng: np.random.Generator, seed: int, size: int) -> FaceParams:
+    """The "wild" family: wide ranges around the real faces' measurements.
+
+    Real faces (at 256 scale, bench/render_vs_real.py) have nose-point spread
+    ~55 px (lab1 renders 27), eye height/width ~1 (0.7), whiskers at u ~0.56,
+    v ~0.19 of the eye-nose axis (0.66, 0.04), Laplacian SD 10-16 (16-35),
+    up to 9 % of pixels saturated, no pixel below 5. Ranges reach past both
+    the real values and the old renders, so neither is an edge case."""
+    eye_a = _u(rng, 21.0, 30.0)
+    identity = dict(
+        eye_u=_u(rng, -90, -70),
+        eye_v=_u(rng, -50, -32),
+        eye_a=eye_a,
+        eye_b=eye_a * _u(rng, 0.85, 1.1),
+        eye_tilt=_u(rng, -20, 12),
+        nose_u=_u(rng, 80, 98),
+        nose_v=_u(rng, 20, 38),
+        nose_r=_u(rng, 16.0, 32.0),
+        snout_r=_u(rng, 34, 52),
+        jaw_len=_u(rng, 34, 48),
+        fur_brightness=_u(rng, 40, 140),
+        snout_gain=_u(rng, 0.3, 1.8),
+        fur_contrast=_u(rng, 0.08, 0.4),
+        texture_scale=_log_u(rng, 0.5, 2.0),
+        texture_seed=int(rng.integers(2**31)),
+        whisker_rows=int(rng.integers(4, 6)),  # the keypoint whiskers sit on rows 1-3
+        whisker_arcs=int(rng.integers(4, 7)),
+        whisker_length=_u(rng, 90, 180),
+        whisker_curvature=_u(rng, 0.1, 0.4),
+        whisker_brightness=_u(rng, 40, 230),
+        whisker_width=_u(rng, 0.7, 2.0),
+        whisker_seed=int(rng.integers(2**31)),
+        rim_strength=_u(rng, 0, 70),
+        highlight_strength=_u(rng, 80, 255),
+    )
+    flip = bool(rng.random() < 0.5)
+    # Mostly views like the real close-ups (zoom ~1 here), a quarter zoomed in to 3x.
+    zoom = _log_u(rng, 0.7, 1.6) if rng.random() < 0.75 else _log_u(rng, 1.6, 3.0)
+    rotation = _u(rng, -35, 35)
+    # Tight crops: put a head point between the eye and the nose at the frame
+    # centre (plus jitter), so at high zoom the frame shows part of the face
+    # and the nose or the eye may be cut at the edge, as in real close-ups.
+    centre_u, centre_v = _u(rng, -30, 40), _u(rng, -20, 30)
+    c, s_ = np.cos(np.deg2rad(rotation)), np.sin(np.deg2rad(rotation))
+    fu = -centre_u if flip else centre_u
+    camera = dict(
+        rotation=rotation,
+        zoom=zoom,
+        shift_x=-zoom * (c * fu - s_ * centre_v) + _u(rng, -15, 15),
+        shift_y=-zoom * (s_ * fu + c * centre_v) + _u(rng, -15, 15),
+        flip=flip,
+    )
+    imaging = dict(
+        background=_u(rng, 5, 90),
+        light_angle=_u(rng, 0, 360),
+        light_strength=_u(rng, 0.1, 0.7),
+        vignette=_u(rng, 0.0, 0.5),
+        gain=_log_u(rng, 0.8, 1.6),  # > ~1.3 saturates the bright muzzle, as real IR video does
+        noise_std=_log_u(rng, 0.5, 5.0),
+        shot_noise=_u(rng, 0.0, 0.1),
+        blur=_log_u(rng, 0.5, 2.2),
+        black_level=_u(rng, 0.0, 25.0),
+    )
+    return FaceParams(
+        style="wild", size=int(size), seed=int(seed), **identity, **camera, **imaging,
+        noise_seed=int(rng.integers(2**31)),
+        pad_du=_u(rng, -30, 0), pad_dv=_u(rng, 5, 40), whisker_sparsity=_u(rng, 0.3, 0.9),
+        fur_streak=_u(rng, 0.15, 1.0),
     )

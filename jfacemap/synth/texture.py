@@ -42,7 +42,8 @@ def fur_texture(p: FaceParams, L: Layout, cam: Camera, u: np.ndarray, v: np.ndar
         strands.append(acc / max(float(acc.std()), 1e-9))
     fine = _unit_noise(rng, shape, 0.5)
     blotch = _unit_noise(rng, shape, 7.0 * k * cam.scale)
-    return 0.55 * strands[0] + 0.4 * strands[1] + 0.15 * fine + 0.2 * blotch
+    streak = p.fur_streak  # < 1: softer fur, shading carried by blotches rather than strands
+    return streak * (0.55 * strands[0] + 0.4 * strands[1]) + 0.15 * fine + (0.2 + 0.6 * (1.0 - streak)) * blotch
 
 
 def fur_albedo(p: FaceParams, L: Layout, cam: Camera, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ def _curves(L: Layout, angle: float, scale: float, far: dict):
         bend = w.curvature[i] * s * s / w.length[i]
         lines.append(np.stack([bu[i] + s * du + bend * nu, bv[i] + s * dv + bend * nv], axis=1))
         widths.append(1.0)
-        alphas.append(0.95)
+        alphas.append(0.95 if w.opacity is None else float(w.opacity[i]))
     for k in range(len(far["u"])):
         length = far["length"][k]
         n = max(4, int(np.ceil(length * scale / _SEGMENT_PX)))
