@@ -46,10 +46,10 @@ def bodypart_index(bodyparts: tuple[str, ...] | list[str], name: str) -> int:
     """Index of `name` in `bodyparts`, with an error that lists the valid names."""
     try:
         return list(bodyparts).index(name)
-    except ValueError:
+    except ValueError as err:
         raise ValueError(
             f"unknown bodypart {name!r}; this skeleton has: {', '.join(bodyparts)}"
-        ) from None
+        ) from err
 
 
 def select_bodyparts(

@@ -1,4 +1,4 @@
-"""The `jfacemap` typer app: registers each stage's commands and turns errors into one line."""
+"""The `jfacemap` typer app: registers each stage's commands and turns user errors into one line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from jfacemap.cli import demo, info, synth
 from jfacemap.cli import encode, hmm, refine, svd, track, train
+from jfacemap.errors import JfacemapError
 
 app = typer.Typer(
     name="jfacemap",
@@ -31,14 +32,38 @@ app.command("hmm")(hmm.hmm)
 app.command("refine")(refine.refine)
 
 
+# TODO(issue 14): `jfacemap hmm` (cli/hmm.py, jfacemap/hmm/) still raises plain ValueError for bad input.
+# Until those raise JfacemapError, a ValueError raised by code in these modules is taken as a user error.
+PLAIN_VALUEERROR_MODULES = ("jfacemap.cli.hmm", "jfacemap.hmm")
+
+
+def _raised_in(error: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of `error`'s traceback runs code of one of `modules` (or their submodules)."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_globals.get("__name__", "")
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """A JfacemapError (bad input, said in one line) or an OS error; anything else is a bug."""
+    if isinstance(error, (JfacemapError, OSError)):
+        return True
+    return isinstance(error, ValueError) and _raised_in(error, PLAIN_VALUEERROR_MODULES)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one line (`JFACEMAP_DEBUG=1` for the traceback)."""
+    """Console entry point: user errors print one line (`JFACEMAP_DEBUG=1` for the traceback);
+    any other exception is a bug and propagates with its traceback."""
     # JAX warns on every fork once its threads run; ours are ffmpeg's fork+exec, which is safe.
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     try:
         app(args=argv, prog_name="jfacemap")
-    except (ValueError, OSError) as error:
-        if os.environ.get("JFACEMAP_DEBUG"):
+    except Exception as error:
+        if not is_user_error(error) or os.environ.get("JFACEMAP_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         typer.echo(f"jfacemap: error: {message}", err=True)

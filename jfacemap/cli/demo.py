@@ -17,12 +17,13 @@ import typer
 from jfacemap.cli.hmm_demo import stage_hmm
 from jfacemap.cli.progress import progress_bar
 from jfacemap.cli.report import Report
+from jfacemap.errors import JfacemapError
 from jfacemap.figures import have_matplotlib
 from jfacemap.io.keypoints import read_facemap_pose
-from jfacemap.io.video import iter_chunks, read_frames, video_info
+from jfacemap.io.video import VideoError, iter_chunks, read_frames, video_info
 from jfacemap.synth.contact_sheet import save_contact_sheet
 from jfacemap.synth.export import SessionFiles, save_synthetic_session
-from jfacemap.synth.session import SyntheticSession, make_session
+from jfacemap.synth.session import SyntheticSession, check_session_args, make_session
 
 
 @dataclass
@@ -87,7 +88,7 @@ def stage_video_io(report: Report, ctx: DemoContext) -> None:
         f"codec loss     {mae:.2f} grey levels mean absolute error against the rendered frames",
     ]
     if decoded != ctx.n_frames:
-        raise ValueError(f"{ctx.files.video}: wrote {ctx.n_frames} frames but decoded {decoded}")
+        raise VideoError(f"{ctx.files.video}: wrote {ctx.n_frames} frames but decoded {decoded}")
     report.section("Video round trip", lines, numbers)
 
 
@@ -141,7 +142,7 @@ ENCODE_MINUTES = 20.0
 
 def stage_encode(report: Report, ctx: DemoContext) -> None:
     """Simulated neurons driven by this mouse's behaviour, predicted by the linear and the deep model."""
-    from jfacemap.cli.encode import write_encode_outputs
+    from jfacemap.encode.outputs import write_encode_outputs
     from jfacemap.encode.pipeline import deep_recipe, encode_recording
     from jfacemap.io.behavior import keypoint_coordinates
     from jfacemap.synth.neural import ground_truth_ve, simulate_neural
@@ -199,8 +200,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic mouse and its behaviour (the default was never used to train the shipped tracker).")] = DEMO_SEED,
 ) -> None:
     """Run every stage on a synthetic session and write a report (report.txt, summary.json, PNG figures)."""
-    out.mkdir(parents=True, exist_ok=True)
     fps = 50.0
+    try:  # before any work
+        check_session_args(frames, seed, "lab1", 256, fps)
+    except ValueError as err:  # TODO(issue 14): check_session_args should raise JfacemapError (synth/session.py)
+        raise JfacemapError(str(err)) from err
+    out.mkdir(parents=True, exist_ok=True)
     with progress_bar(frames, "rendering synthetic session") as advance:
         files = save_synthetic_session(out / "session.mp4", n_frames=frames, seed=seed, fps=fps, on_progress=advance)
     session = make_session(frames, seed=seed, fps=fps)  # the same one the files hold; renders lazily

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,8 +9,8 @@ import numpy as np
 import typer
 
 from jfacemap.cli.progress import progress_bar
-from jfacemap.io.atomic import write_bytes_atomic, write_text_atomic
-from jfacemap.io.jsonable import jsonable
+from jfacemap.encode.outputs import write_encode_outputs
+from jfacemap.errors import JfacemapError
 
 MODEL_CHOICES = {"both": ("linear", "deep"), "linear": ("linear",), "deep": ("deep",)}
 SUMMARY_ROWS = (("explainable_ve", "explainable variance (peer prediction)"),
@@ -20,58 +18,6 @@ SUMMARY_ROWS = (("explainable_ve", "explainable variance (peer prediction)"),
                 ("ve_deep", "variance explained, deep"),
                 ("normalized_ve_linear", "normalised VE, linear"),
                 ("normalized_ve_deep", "normalised VE, deep"))
-
-
-def write_npz(path: Path, **arrays) -> None:
-    """np.savez into `path` atomically (no pickles: every value must be a plain array)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items() if v is not None})
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def write_encode_outputs(out: Path, result, behavior: np.ndarray, behavior_times: np.ndarray,
-                         neural_times: np.ndarray, xpos=None, ypos=None, inputs: dict | None = None) -> dict[str, Path]:
-    """Write an `encode_recording` result to the folder `out`; summary.json last (it marks a finished run).
-
-    predictions.npz: test_idx, train_idx, neural_times, U (neurons x k, absent when neurons are predicted
-      directly), targets and <model> predicted targets (T_neural x k); activity = targets @ U.T.
-    per_neuron.npz: ve_<model>, explainable_ve, normalized_ve_<model>, xpos, ypos.
-    clusters.npz (with clusters): labels, scales, sizes, r_<model>, locality.
-    features.npz (deep): features (T_video x 256) at the video times `times`, features_neural at neural_times.
-    encoder/ (deep): the trained network (orbax); linear.npz: the RRR weights.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"predictions": out / "predictions.npz", "per_neuron": out / "per_neuron.npz"}
-    write_npz(paths["predictions"], test_idx=result.split.test_idx, train_idx=result.split.train_idx,
-              neural_times=neural_times, U=result.U, targets=result.targets,
-              **{name: pred for name, pred in result.predictions.items()})
-    per_neuron = {f"ve_{k}": v for k, v in result.ve.items()}
-    per_neuron |= {f"normalized_ve_{k}": v for k, v in result.normalized.items()}
-    write_npz(paths["per_neuron"], explainable_ve=result.explainable_ve, xpos=xpos, ypos=ypos, **per_neuron,
-              **{f"cumulative_ve_{k}": v for k, v in result.cumulative_ve.items() if v is not None})
-    if result.clusters:
-        paths["clusters"] = out / "clusters.npz"
-        write_npz(paths["clusters"], **result.clusters)
-    if result.linear_fit is not None:
-        fit = result.linear_fit
-        paths["linear"] = out / "linear.npz"
-        write_npz(paths["linear"], A=fit.A, B=fit.B, x_mean=fit.x_mean, y_mean=fit.y_mean)
-    if result.deep_model is not None:
-        from jfacemap.encode.deep import behavioural_features, save_encoder
-
-        x = (behavior - result.behavior_zscore[0]) / result.behavior_zscore[1]
-        x = x.astype(np.float32)
-        paths["features"] = out / "features.npz"
-        write_npz(paths["features"], features=behavioural_features(result.deep_model, x, behavior_times),
-                  times=behavior_times,
-                  features_neural=behavioural_features(result.deep_model, x, behavior_times, neural_times),
-                  neural_times=neural_times)
-        paths["encoder"] = save_encoder(out / "encoder", result.deep_model,
-                                        {"behavior_mean": result.behavior_zscore[0], "behavior_sd": result.behavior_zscore[1],
-                                         "history": result.deep_history})
-    paths["summary"] = out / "summary.json"
-    write_text_atomic(paths["summary"], json.dumps(jsonable(result.summary | {"inputs": inputs or {}}), indent=2) + "\n")
-    return paths
 
 
 def print_summary(summary: dict) -> None:
@@ -95,9 +41,9 @@ def _neural_times(data, neural_times: Optional[Path], neural_fps: Optional[float
     if data.timestamps is not None:
         return data.timestamps
     if neural_fps is None:
-        raise ValueError(f"{data.source}: no neural timestamps in the file: give --neural-fps or --neural-times")
+        raise JfacemapError(f"{data.source}: no neural timestamps in the file: give --neural-fps or --neural-times")
     if not neural_fps > 0:
-        raise ValueError(f"--neural-fps must be > 0, got {neural_fps}")
+        raise JfacemapError(f"--neural-fps must be > 0, got {neural_fps}")
     return np.arange(data.n_frames) / neural_fps
 
 
@@ -123,15 +69,15 @@ def encode(
     from jfacemap.io.neural import read_neural
 
     if model not in MODEL_CHOICES:
-        raise ValueError(f"--model must be deep, linear or both, got {model!r}")
+        raise JfacemapError(f"--model must be deep, linear or both, got {model!r}")
     if peer not in ("strips", "checkerboard"):
-        raise ValueError(f"--peer must be strips or checkerboard, got {peer!r}")
+        raise JfacemapError(f"--peer must be strips or checkerboard, got {peer!r}")
     if epochs is not None and epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+        raise JfacemapError(f"--epochs must be >= 1, got {epochs}")
     if clusters < 0:
-        raise ValueError(f"--clusters must be >= 0, got {clusters}")
+        raise JfacemapError(f"--clusters must be >= 0, got {clusters}")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: --out must be a folder")
+        raise JfacemapError(f"{out}: --out must be a folder")
     data = read_neural(neural, um_per_pixel=um_per_pixel)
     t_neural = _neural_times(data, neural_times, neural_fps)
     beh = read_behavior(behavior, fps=fps, times=behavior_times, svd_kind=svd_kind)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from jfacemap.errors import JfacemapError
+
 
 def refine(
     videos: Annotated[list[Path], typer.Argument(help="Videos to pick frames from.")],
@@ -27,7 +29,7 @@ def refine(
     from jfacemap.refine.server import is_loopback, make_server
 
     if not 0 <= port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {port}")
+        raise JfacemapError(f"--port must be in 0..65535, got {port}")
     typer.echo("picking frames and predicting keypoints...", err=True)
     server = make_server(videos, model, project, host=host, port=port, quiet=False, frames=frames, pick=pick,
                          random_fraction=random_fraction, new_frames=new_frames, epochs=epochs, seed=seed)

@@ -11,20 +11,21 @@ from typing import Annotated, Optional
 import typer
 
 from jfacemap.cli.progress import progress_bar
+from jfacemap.errors import JfacemapError
 from jfacemap.io.video import video_info
 
 # Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
-    """'X0,X1,Y0,Y1' (commas and/or spaces) -> four ints; ValueError naming the text otherwise."""
+    """'X0,X1,Y0,Y1' (commas and/or spaces) -> four ints; JfacemapError naming the text otherwise."""
     parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
     if len(values) != 4:
-        raise ValueError(f"--roi {text!r}: need four integers X0,X1,Y0,Y1 (frame pixels)")
+        raise JfacemapError(f"--roi {text!r}: need four integers X0,X1,Y0,Y1 (frame pixels)")
     return values  # type: ignore[return-value]
 
 
@@ -48,24 +49,24 @@ def svd(
     from jfacemap.encode.movie_pcs_store import save_movie_svd
 
     if components < 1 or bin_ < 1:
-        raise ValueError(f"--components and --bin must be >= 1, got {components}, {bin_}")
+        raise JfacemapError(f"--components and --bin must be >= 1, got {components}, {bin_}")
     if no_motion and no_movie:
-        raise ValueError("--no-motion and --no-movie together leave nothing to compute")
+        raise JfacemapError("--no-motion and --no-movie together leave nothing to compute")
     if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: --out must be a folder")
+        raise JfacemapError(f"{out}: --out must be a folder")
     rois = [parse_roi(text) for text in roi or []]
     videos = list({video.resolve(): video for video in videos}.values())  # a file named twice runs once
     targets = [svd_path(video, out) for video in videos]
     clash = {t for t in targets if targets.count(t) > 1}
     if clash:
-        raise ValueError(f"{sorted(clash)[0]}: two videos would write this file; use separate --out folders")
+        raise JfacemapError(f"{sorted(clash)[0]}: two videos would write this file; use separate --out folders")
     # Check every video first (cheap): a bad last one should not fail after hours of work.
     infos = [video_info(video, exact=False) for video in videos]
     for video, info in zip(videos, infos):
         try:
             check_rois(rois, info.height, info.width, bin_)
-        except ValueError as err:
-            raise ValueError(f"{video}: {err}") from None
+        except JfacemapError as err:
+            raise JfacemapError(f"{video}: {err}") from err
     for video, info, target in zip(videos, infos, targets):
         start = time.perf_counter()
         starts, size = sample_plan(max(info.n_frames, 2))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from jfacemap.cli.progress import progress_bar
+from jfacemap.errors import JfacemapError
 from jfacemap.synth.export import save_synthetic_session
 from jfacemap.synth.face import STYLES
 from jfacemap.synth.session import check_session_args
@@ -22,9 +23,12 @@ def synth(
     fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = 50.0,
 ) -> None:
     """Write a synthetic session: OUT video, OUT_FacemapPose.h5 ground truth, OUT_latents.npz behaviour."""
-    check_session_args(frames, seed, style, size, fps)  # before the progress bar starts
+    try:  # before the progress bar starts
+        check_session_args(frames, seed, style, size, fps)
+    except ValueError as err:  # TODO(issue 14): check_session_args should raise JfacemapError (synth/session.py)
+        raise JfacemapError(str(err)) from err
     if out.suffix.lower() not in {".mp4", ".avi", ".mkv", ".mov"}:
-        raise ValueError(f"{out}: output must end in .mp4, .avi, .mkv or .mov")
+        raise JfacemapError(f"{out}: output must end in .mp4, .avi, .mkv or .mov")
     with progress_bar(frames, f"rendering {out.name}") as advance:
         files = save_synthetic_session(
             out, n_frames=frames, seed=seed, style=style, size=size, fps=fps, on_progress=advance

@@ -10,9 +10,10 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from jfacemap.cli.progress import progress_bar
-from jfacemap.io.video import video_info
 from jfacemap import DEFAULT_TRACKER
+from jfacemap.cli.progress import progress_bar
+from jfacemap.errors import JfacemapError
+from jfacemap.io.video import video_info
 
 # Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
 DEFAULT_CHUNK = 64  # = jfacemap.track.predict.DEFAULT_CHUNK
@@ -24,7 +25,7 @@ def _filter(fractions: dict):
 
     def run(keypoints: np.ndarray, fps: float) -> np.ndarray:
         if not (fps > 0 and math.isfinite(fps)):
-            raise ValueError("the video has no frame rate, which --filter needs")
+            raise JfacemapError("the video has no frame rate, which --filter needs")
         filtered, report = filter_keypoints(keypoints, fps)
         fractions.update(report.fractions)
         return filtered
@@ -45,27 +46,30 @@ def track(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its .partial file.")] = True,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
-    from jfacemap.cli.train import load_model
+    from jfacemap.track.model_store import load_tracker
     from jfacemap.track.predict import output_paths, partial_path, refuse_to_overwrite_ground_truth, track_video
     from jfacemap.track.preprocess import crop_geometry
 
     if batch_size < 1 or chunk_size < 1:
-        raise ValueError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
+        raise JfacemapError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
     if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: --out must be a folder")
+        raise JfacemapError(f"{out}: --out must be a folder")
     videos = list({video.resolve(): video for video in videos}.values())  # a file named twice is tracked once
     # Check every video first (cheap): a bad last one should not fail after hours of tracking.
     infos = [video_info(video, exact=False) for video in videos]
     targets = output_paths(videos, out)  # two videos of one name into one folder: refuse
     for target in targets:  # fail before any work, not after the first video
-        refuse_to_overwrite_ground_truth(target)
-    net, bodyparts, meta = load_model(model)
+        try:
+            refuse_to_overwrite_ground_truth(target)
+        except JfacemapError as err:
+            raise JfacemapError(f"{err} (--out DIR)") from err
+    net, bodyparts, meta = load_tracker(model)
     box = bbox if bbox is not None else meta.get("bbox")
     for video, info in zip(videos, infos):
         try:
             crop_geometry((info.height, info.width), box)
-        except ValueError as err:
-            raise ValueError(f"{video}: {err}") from None
+        except JfacemapError as err:
+            raise JfacemapError(f"{video}: {err}") from err
     predictors: dict = {}
     for video, info, target in zip(videos, infos, targets):
         resumed = resume and partial_path(target).is_file()

@@ -14,9 +14,10 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from jfacemap.io.jsonable import jsonable
 from jfacemap import DEFAULT_TRACKER
+from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import write_text_atomic
+from jfacemap.io.jsonable import jsonable
 
 LabelsArg = Annotated[Path, typer.Argument(help="Labels: DeepLabCut CSV, or Facemap .h5 (+ --video).")]
 VideoOpt = Annotated[Optional[Path], typer.Option(help="Video whose frames the labels' rows index.")]
@@ -28,13 +29,6 @@ SeedOpt = Annotated[int, typer.Option(help="Seed for shuffling, augmentation, in
 HoldoutOpt = Annotated[int, typer.Option(help="Keep N random labelled frames out of training to evaluate on.")]
 TestOpt = Annotated[Optional[Path], typer.Option("--test-labels", help="Labels file to evaluate the trained model on.")]
 TestVideoOpt = Annotated[Optional[Path], typer.Option("--test-video", help="Video for --test-labels given as frame indices.")]
-
-
-def load_model(name_or_dir: str):
-    """load_tracker for a CLI argument: (model, bodyparts, meta)."""
-    from jfacemap.track.model_store import load_tracker
-
-    return load_tracker(name_or_dir)
 
 
 def _print_epoch(total: int):
@@ -56,30 +50,34 @@ def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, h
     from jfacemap.track.labels import align_bodyparts, load_labelled_frames
 
     if epochs is not None and epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+        raise JfacemapError(f"--epochs must be >= 1, got {epochs}")
     arch = {}
     if channels:
         try:
             arch["channels"] = tuple(int(c) for c in channels.split(","))
-        except ValueError:
-            raise ValueError(f"--channels must be comma-separated integers, got {channels!r}") from None
+        except ValueError as err:
+            raise JfacemapError(f"--channels must be comma-separated integers, got {channels!r}") from err
+        if len(arch["channels"]) < 3 or min(arch["channels"]) < 1:  # the U-Net upsamples twice
+            raise JfacemapError(f"--channels needs at least 3 widths, each >= 1, got {channels!r}")
     # Labels before JAX and the model: their errors (a missing file or video) come at once.
     images, keypoints, names, _ = load_labelled_frames(labels, video)
     if holdout < 0 or holdout >= len(images):
-        raise ValueError(f"{labels}: --holdout must be in [0, {len(images) - 1}] for {len(images)} labelled frames")
+        raise JfacemapError(f"{labels}: --holdout must be in [0, {len(images) - 1}] for {len(images)} labelled frames")
     test = None if test_labels is None else load_labelled_frames(test_labels, test_video, names)
 
-    from jfacemap.track.model_store import save_tracker
-    from jfacemap.track.train import evaluate_tracker, get_recipe, train_tracker
+    from jfacemap.track.model_store import load_tracker, save_tracker
+    from jfacemap.track.train import RECIPES, evaluate_tracker, get_recipe, train_tracker
 
+    if recipe not in RECIPES:
+        raise JfacemapError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     plan = get_recipe(recipe, **({} if epochs is None else {"epochs": epochs}))
     init = None
     if base is not None:
-        init, base_names, _ = load_model(base)
+        init, base_names, _ = load_tracker(base)
         unknown = [n for n in names if n not in base_names]
         if unknown and not new_bodyparts:
-            raise ValueError(f"{labels}: unknown bodyparts {', '.join(map(repr, unknown))} for the base model "
-                             f"{base!r} (it has {', '.join(base_names)}); --new-bodyparts trains new output heads")
+            raise JfacemapError(f"{labels}: unknown bodyparts {', '.join(map(repr, unknown))} for the base model "
+                                f"{base!r} (it has {', '.join(base_names)}); --new-bodyparts trains new output heads")
         if unknown:
             from jfacemap.nets.unet import with_new_heads
 
@@ -165,9 +163,10 @@ def evaluate(
     from jfacemap.track.labels import align_bodyparts, load_labelled_frames
 
     images, keypoints, found, _ = load_labelled_frames(labels, video)
+    from jfacemap.track.model_store import load_tracker
     from jfacemap.track.train import evaluate_tracker
 
-    net, names, meta = load_model(model)
+    net, names, meta = load_tracker(model)
     keypoints = align_bodyparts(keypoints, found, names, labels)
     box = bbox if bbox is not None else meta.get("bbox")
     errors = evaluate_tracker(net, images, keypoints, names, box, batch_size=batch_size)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from jfacemap.errors import JfacemapError
+
 __all__ = ["Split", "check_timestamps", "gaussian_smooth", "resample", "segment_split"]
 
 # Below this fraction of the kernel's mass on valid samples a smoothed value is
@@ -30,15 +32,15 @@ def check_timestamps(times: np.ndarray, name: str = "times") -> np.ndarray:
     """Validated copy of `times` (n,) float64 s: 1-D, finite, strictly increasing."""
     t = np.asarray(times, dtype=np.float64)
     if t.ndim != 1:
-        raise ValueError(f"{name} must be 1-D timestamps, got shape {t.shape}")
+        raise JfacemapError(f"{name} must be 1-D timestamps, got shape {t.shape}")
     if t.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise JfacemapError(f"{name} is empty")
     if not np.all(np.isfinite(t)):
-        raise ValueError(f"{name} has {int(np.sum(~np.isfinite(t)))} non-finite timestamps")
+        raise JfacemapError(f"{name} has {int(np.sum(~np.isfinite(t)))} non-finite timestamps")
     steps = np.diff(t)
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
-        raise ValueError(
+        raise JfacemapError(
             f"{name} is not strictly increasing: t[{i}]={t[i]:.6g} s, t[{i + 1}]={t[i + 1]:.6g} s"
         )
     return t
@@ -187,7 +189,7 @@ def segment_split(
     if not np.isfinite(gap_s) or gap_s < 0:
         raise ValueError(f"gap_s must be >= 0 seconds, got {gap_s}")
     if n_time < 2 * n_segments:
-        raise ValueError(f"recording too short: {n_time} frames for {n_segments} segments")
+        raise JfacemapError(f"recording too short: {n_time} frames for {n_segments} segments")
 
     edges = np.linspace(0, n_time, int(n_segments) + 1).round().astype(np.int64)
     train, test = [], []
@@ -198,7 +200,7 @@ def segment_split(
         first_test = max(first_test, mid)
         if mid <= a or first_test >= b:
             seg_s = times[b - 1] - times[a]
-            raise ValueError(
+            raise JfacemapError(
                 f"recording too short: a segment of {b - a} frames ({seg_s:.1f} s) leaves no "
                 f"{'train' if mid <= a else 'test'} frames with train_fraction={train_fraction} "
                 f"and a {gap_s} s gap"

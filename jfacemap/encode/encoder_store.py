@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flax import nnx
 
-from jfacemap.io.model_folder import CHECKSUM_KEY, describe, restore_model, write_model_folder
+from jfacemap.io.model_folder import CHECKSUM_KEY, ModelFolderError, describe, restore_model, write_model_folder
 from jfacemap.nets.encoder import NeuralEncoder
 
 FORMAT = "jfacemap-encoder"
@@ -41,8 +41,8 @@ def load_encoder(path: str | os.PathLike) -> tuple[NeuralEncoder, dict]:
     try:
         info = json.loads((folder / "model.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{folder}: cannot read model.json ({err})") from None
+        raise ModelFolderError(f"{folder}: cannot read model.json ({err})") from err
     if info.get("format") != FORMAT or "architecture" not in info:
-        raise ValueError(f"{folder}: not a jfacemap encoder folder")
+        raise ModelFolderError(f"{folder}: not a jfacemap encoder folder")
     arch = {k: int(v) for k, v in info["architecture"].items()}
     return restore_model(folder, lambda: NeuralEncoder(**arch, rngs=nnx.Rngs(0)), info.get(CHECKSUM_KEY)), info

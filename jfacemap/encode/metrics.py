@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
+
 from .align import Split
 from .linear import reduced_rank_regression, rrr_predict
 from .neural_pcs import neural_svd, zscore
@@ -55,7 +57,7 @@ def spatial_groups(
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"xpos {x.shape} and ypos {y.shape} must be equal-length 1-D arrays")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("neuron positions have non-finite values")
+        raise JfacemapError("neuron positions have non-finite values")
     if mode not in _DEFAULT_WIDTH_UM:
         raise ValueError(f"mode must be 'strips' or 'checkerboard', got {mode!r}")
     width = _DEFAULT_WIDTH_UM[mode] if width_um is None else float(width_um)
@@ -110,7 +112,7 @@ def peer_explainable_variance(
         raise ValueError(f"{np.asarray(xpos).shape} positions for {Z.shape[0]} neurons")
     group = spatial_groups(xpos, ypos, mode, width_um)
     if group.all() or not group.any():
-        raise ValueError(
+        raise JfacemapError(
             f"peer prediction needs neurons in both spatial groups ({mode}); "
             f"all {Z.shape[0]} neurons fell in one group"
         )

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.video import iter_chunks, video_info
 
 Box = tuple[int, int, int, int]  # x0, x1, y0, y1 in frame pixels, ends exclusive
@@ -81,13 +82,13 @@ def check_rois(rois: Sequence[Sequence[int]], height: int, width: int, bin_size:
     boxes = []
     for i, roi in enumerate(rois):
         if len(roi) != 4:
-            raise ValueError(f"ROI {i}: need 4 numbers x0 x1 y0 y1, got {list(roi)}")
+            raise JfacemapError(f"ROI {i}: need 4 numbers x0 x1 y0 y1, got {list(roi)}")
         x0, x1, y0, y1 = (int(v) for v in roi)
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ValueError(f"ROI {i} (x0 x1 y0 y1 = {x0} {x1} {y0} {y1}) is empty or outside "
-                             f"the {width}x{height} frame (need 0 <= x0 < x1 <= {width}, 0 <= y0 < y1 <= {height})")
+            raise JfacemapError(f"ROI {i} (x0 x1 y0 y1 = {x0} {x1} {y0} {y1}) is empty or outside "
+                                f"the {width}x{height} frame (need 0 <= x0 < x1 <= {width}, 0 <= y0 < y1 <= {height})")
         if x1 - x0 < bin_size or y1 - y0 < bin_size:
-            raise ValueError(f"ROI {i} ({x1 - x0}x{y1 - y0} px) is smaller than one {bin_size}x{bin_size} bin")
+            raise JfacemapError(f"ROI {i} ({x1 - x0}x{y1 - y0} px) is smaller than one {bin_size}x{bin_size} bin")
         boxes.append((x0, x1, y0, y1))
     return tuple(boxes)
 
@@ -285,15 +286,15 @@ def fit_masks(
     Warns (UserWarning) when the sampled data supports fewer components than asked.
     """
     if n_components < 1 or chunk_components < 1:
-        raise ValueError(f"components must be >= 1, got {n_components} and {chunk_components}")
+        raise JfacemapError(f"components must be >= 1, got {n_components} and {chunk_components}")
     if not (movie or motion):
-        raise ValueError("nothing to compute: both movie and motion PCs are switched off")
+        raise JfacemapError("nothing to compute: both movie and motion PCs are switched off")
     info = video_info(video, exact=False)
     boxes = ((0, info.width, 0, info.height), *check_rois(rois, info.height, info.width, bin_size))
     if info.width < bin_size or info.height < bin_size:
-        raise ValueError(f"{video}: bin {bin_size} is larger than the {info.width}x{info.height} frame")
+        raise JfacemapError(f"{video}: bin {bin_size} is larger than the {info.width}x{info.height} frame")
     if info.n_frames < 2:
-        raise ValueError(f"{video}: has {info.n_frames} frame; PCs need at least 2")
+        raise JfacemapError(f"{video}: has {info.n_frames} frame; PCs need at least 2")
     starts, size = sample_plan(info.n_frames, sample_chunks, sample_size)
     # A single run is the whole sample: keep as many components as the final SVD will.
     per_run = max(chunk_components, n_components) if len(starts) == 1 else chunk_components
@@ -313,7 +314,7 @@ def fit_masks(
         fitted = {}
         for kind, acc in sample.items():
             if not acc.counts:
-                raise ValueError(f"{video}: no frames could be sampled")
+                raise JfacemapError(f"{video}: no frames could be sampled")
             fitted[kind] = acc.masks(n_components)
             kept = len(fitted[kind][1])
             if kept < n_components:
@@ -378,7 +379,7 @@ def project_video(
         if on_progress is not None:
             on_progress(len(frames))
     if n_frames < 2:
-        raise ValueError(f"{fit.video}: decoded {n_frames} frame; PCs need at least 2")
+        raise JfacemapError(f"{fit.video}: decoded {n_frames} frame; PCs need at least 2")
     regions = [_finish(box, fitted, st, n_frames, fit.bin_size) for box, fitted, st in
                zip(fit.boxes, fit.masks, state)]
     return MovieSVD(str(fit.video), n_frames, fit.bin_size, regions[0], tuple(regions[1:]),

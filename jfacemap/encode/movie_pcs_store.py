@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jfacemap.encode.movie_pcs import KINDS, MovieSVD, RegionPCs
+from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import atomic_path
 from jfacemap.io.inputs import existing_file
 
@@ -58,21 +59,21 @@ def save_movie_svd(path: str | os.PathLike, result: MovieSVD) -> Path:
 
 
 def load_movie_svd(path: str | os.PathLike) -> MovieSVD:
-    """Read a file written by `save_movie_svd`; ValueError (one line) for anything else."""
+    """Read a file written by `save_movie_svd`; JfacemapError (one line) for anything else."""
     p = existing_file(path, "movie SVD file")
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"{p}: not a jfacemap movie SVD file ({type(err).__name__})") from None
+        raise JfacemapError(f"{p}: not a jfacemap movie SVD file ({type(err).__name__})") from err
     if str(arrays.get("format", "")) != FORMAT:
-        raise ValueError(f"{p}: not a jfacemap movie SVD file (no '{FORMAT}' format marker)")
+        raise JfacemapError(f"{p}: not a jfacemap movie SVD file (no '{FORMAT}' format marker)")
     if int(arrays["version"]) > VERSION:
-        raise ValueError(f"{p}: movie SVD format version {int(arrays['version'])} is newer than this "
-                         f"jfacemap reads ({VERSION})")
+        raise JfacemapError(f"{p}: movie SVD format version {int(arrays['version'])} is newer than this "
+                            f"jfacemap reads ({VERSION})")
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
-        raise ValueError(f"{p}: movie SVD file lacks {', '.join(missing)}")
+        raise JfacemapError(f"{p}: movie SVD file lacks {', '.join(missing)}")
     rois = arrays["rois"].reshape(-1, 4)
     bin_size = int(arrays["bin"])
 

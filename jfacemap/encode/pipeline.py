@@ -29,6 +29,7 @@ from jfacemap.encode.metrics import (
     ve_per_neuron,
 )
 from jfacemap.encode.neural_pcs import prediction_targets, zscore
+from jfacemap.errors import JfacemapError
 
 MODELS = ("linear", "deep")
 # SPEC: rank 21 from keypoints, 128 from movie PCs.
@@ -96,28 +97,28 @@ def deep_recipe(n_neurons: int, neural_times: np.ndarray, overrides: dict | None
 
 def check_encode_inputs(spks, neural_times, behavior, behavior_times, xpos=None, ypos=None,
                         models: Sequence[str] = MODELS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shapes, NaNs, clocks and coverage, checked before any work (ValueError, one line)."""
+    """Shapes, NaNs, clocks and coverage, checked before any work (JfacemapError, one line)."""
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
-        raise ValueError(f"models must be among {', '.join(MODELS)}, got {list(models)}")
+        raise JfacemapError(f"models must be among {', '.join(MODELS)}, got {list(models)}")
     spks = np.asarray(spks)
     if spks.ndim != 2:
-        raise ValueError(f"neural activity must be (neurons, time), got shape {spks.shape}")
+        raise JfacemapError(f"neural activity must be (neurons, time), got shape {spks.shape}")
     neural_times = check_timestamps(neural_times, "neural times")
     behavior_times = check_timestamps(behavior_times, "behaviour times")
     if spks.shape[1] != len(neural_times):
-        raise ValueError(f"{len(neural_times)} neural timestamps for {spks.shape[1]} neural frames")
+        raise JfacemapError(f"{len(neural_times)} neural timestamps for {spks.shape[1]} neural frames")
     behavior = np.asarray(behavior)
     if behavior.ndim != 2 or len(behavior) != len(behavior_times):
-        raise ValueError(f"behaviour must be (time, features) with {len(behavior_times)} rows, got {behavior.shape}")
+        raise JfacemapError(f"behaviour must be (time, features) with {len(behavior_times)} rows, got {behavior.shape}")
     if not np.isfinite(behavior).all():
-        raise ValueError("behaviour has NaN/inf values")
+        raise JfacemapError("behaviour has NaN/inf values")
     if behavior_times[0] > neural_times[0] or behavior_times[-1] < neural_times[-1]:
-        raise ValueError(f"behaviour does not cover the neural recording: neural times "
-                         f"{neural_times[0]:.1f}-{neural_times[-1]:.1f} s, behaviour "
-                         f"{behavior_times[0]:.1f}-{behavior_times[-1]:.1f} s")
+        raise JfacemapError(f"behaviour does not cover the neural recording: neural times "
+                            f"{neural_times[0]:.1f}-{neural_times[-1]:.1f} s, behaviour "
+                            f"{behavior_times[0]:.1f}-{behavior_times[-1]:.1f} s")
     if (xpos is None) != (ypos is None):
-        raise ValueError("give both xpos and ypos, or neither")
+        raise JfacemapError("give both xpos and ypos, or neither")
     return spks, neural_times, behavior, behavior_times
 
 

@@ -7,10 +7,13 @@ either the old file or no file, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe.
 _UMASK = os.umask(0o022)
@@ -54,3 +57,11 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    """np.savez of `arrays` into `path` atomically; None values are left out, and no
+    value may need a pickle (each must be a plain array)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items() if v is not None})
+    write_bytes_atomic(path, buffer.getvalue())

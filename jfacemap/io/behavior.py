@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.keypoints import read_keypoints
 from jfacemap.skeleton import ANALYSIS_BODYPARTS
 
@@ -26,7 +27,7 @@ __all__ = ["Behavior", "BehaviorFileError", "read_behavior", "read_timestamps", 
 SVD_KINDS = ("motion", "movie")
 
 
-class BehaviorFileError(ValueError):
+class BehaviorFileError(JfacemapError):
     """A behaviour file or its timestamps are unusable; one line naming the file."""
 
 
@@ -76,12 +77,12 @@ def read_timestamps(path: str | os.PathLike, n: int | None = None, what: str = "
                 if len(loaded.files) != 1:
                     raise BehaviorFileError(f"{p}: expected one array of timestamps, found {', '.join(loaded.files)}")
                 loaded = loaded[loaded.files[0]]
-    except FileNotFoundError:
-        raise BehaviorFileError(f"{p}: no such file") from None
+    except FileNotFoundError as err:
+        raise BehaviorFileError(f"{p}: no such file") from err
     except (OSError, ValueError, EOFError) as error:
         if isinstance(error, BehaviorFileError):
             raise
-        raise BehaviorFileError(f"{p}: cannot read timestamps ({error})") from None
+        raise BehaviorFileError(f"{p}: cannot read timestamps ({error})") from error
     t = np.asarray(loaded, np.float64).ravel()
     if n is not None and t.size != n:
         raise BehaviorFileError(f"{p}: {t.size} timestamps for {n} {what}")
@@ -99,7 +100,7 @@ def _times(n: int, times, fps, p: Path) -> np.ndarray:
             raise BehaviorFileError(f"{p}: {t.size} timestamps for {n} frames")
         return t
     if fps is None:
-        raise BehaviorFileError(f"{p}: no timestamps: give the video frame rate (--fps) or a timestamps file")
+        raise BehaviorFileError(f"{p}: no timestamps: give the video frame rate (fps) or the timestamps (times)")
     if not fps > 0:
         raise BehaviorFileError(f"{p}: fps must be > 0, got {fps}")
     return np.arange(n) / float(fps)
@@ -157,7 +158,7 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
             raise BehaviorFileError(f"{p}: unknown behaviour file type {suffix or '(none)'}; expected a "
                                     "_FacemapPose.h5, a DeepLabCut .csv/.h5, a _svd.npz or a .npy/.npz array")
     except (OSError, EOFError) as error:
-        raise BehaviorFileError(f"{p}: cannot read it ({error})") from None
+        raise BehaviorFileError(f"{p}: cannot read it ({error})") from error
     if kind != "keypoints" and not np.isfinite(values).all():
         raise BehaviorFileError(f"{p}: {int((~np.isfinite(values)).sum())} NaN/inf values")
     if len(values) < 2:

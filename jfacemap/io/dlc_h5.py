@@ -61,8 +61,8 @@ def _text(value, p: Path, what: str) -> str:
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise KeypointFileError(f"{p}: {what} is not UTF-8 text") from None
+        except UnicodeDecodeError as err:
+            raise KeypointFileError(f"{p}: {what} is not UTF-8 text") from err
     if isinstance(value, (str, np.integer, int)):
         return str(value)
     raise KeypointFileError(f"{p}: {what} is not text (found {type(value).__name__})")
@@ -90,7 +90,7 @@ def _unpickle(node: h5py.HLObject, name: str, p: Path):
         return ArrayOnlyUnpickler(io.BytesIO(raw), encoding="utf-8").load()
     except _PICKLE_ERRORS as error:
         raise KeypointFileError(f"{p}: cannot read attribute {node.name}@{name} safely "
-                                f"({type(error).__name__}: {error})") from None
+                                f"({type(error).__name__}: {error})") from error
 
 
 def _node(group: h5py.Group, name: str, p: Path):
@@ -104,8 +104,8 @@ def _decode_array(values: np.ndarray, kind: str, encoding: str, p: Path, where: 
     if kind == "string" and values.dtype.kind == "S":
         try:
             return [v.decode(encoding) for v in values.reshape(-1).tolist()]
-        except (UnicodeDecodeError, LookupError):
-            raise KeypointFileError(f"{p}: {where} is not {encoding} text") from None
+        except (UnicodeDecodeError, LookupError) as err:
+            raise KeypointFileError(f"{p}: {where} is not {encoding} text") from err
     if kind == "integer" and values.dtype.kind in "iu":
         return [int(v) for v in values.reshape(-1)]
     raise KeypointFileError(f"{p}: {where} holds {kind!r} values ({values.dtype}); "

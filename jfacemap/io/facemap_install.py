@@ -23,6 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.torch_weights import load_torch_file
 
 NAME = "facemap"
@@ -31,7 +32,7 @@ STATE_FILE = "facemap_model_state.pt"
 PARAMS_FILE = "facemap_model_params.pth"
 
 
-class FacemapModelError(ValueError):
+class FacemapModelError(JfacemapError):
     """The original Facemap's model is missing or not what the original writes (one line)."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import write_bytes_atomic
 from jfacemap.io.inputs import existing_file
 
@@ -54,7 +55,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     return Path(path)
 
 
-class ImageError(ValueError):
+class ImageError(JfacemapError):
     """An image cannot be read; the message is one line naming the file."""
 
 

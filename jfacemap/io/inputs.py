@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jfacemap.errors import JfacemapError
 
-def existing_file(path: str | os.PathLike, kind: str, error: type[Exception] = ValueError) -> Path:
+
+def existing_file(path: str | os.PathLike, kind: str, error: type[Exception] = JfacemapError) -> Path:
     """`path` as a Path if it is a non-empty file; else `error("<path>: <problem>")`.
 
     kind: what the file should be ("video", "image"), for the folder message.

@@ -21,6 +21,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import atomic_path, write_text_atomic
 from jfacemap.io.images import ImageError, read_image
 from jfacemap.skeleton import FACEMAP_BODYPARTS
@@ -34,7 +35,7 @@ __all__ = [
 _GROUP = "Facemap"
 
 
-class KeypointFileError(ValueError):
+class KeypointFileError(JfacemapError):
     """A keypoint or label file is malformed; the message is one line naming the file."""
 
 
@@ -45,7 +46,7 @@ def _check_keypoints(keypoints: np.ndarray, bodyparts: Sequence[str], where: obj
                          f"{len(bodyparts)} bodyparts, got shape {kp.shape}")
     if len(set(bodyparts)) != len(bodyparts):
         dup = sorted({b for b in bodyparts if list(bodyparts).count(b) > 1})
-        raise ValueError(f"{where}: duplicate bodyparts {', '.join(dup)}")
+        raise KeypointFileError(f"{where}: duplicate bodyparts {', '.join(dup)}")
     return kp
 
 
@@ -71,7 +72,7 @@ def write_facemap_pose(
     kp = _check_keypoints(keypoints, bodyparts, path).astype(np.float32)
     bad = [b for b in bodyparts if "/" in b or b in ("", ".")]
     if bad:
-        raise ValueError(f"{path}: bodypart names cannot be h5 group names: {bad}")
+        raise JfacemapError(f"{path}: bodypart names cannot be h5 group names: {bad}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         group = f.create_group(_GROUP)
         group.attrs["bodyparts"] = np.array(bodyparts, dtype=h5py.string_dtype())
@@ -109,8 +110,8 @@ def open_h5(path: str | os.PathLike) -> tuple[Path, h5py.File]:
         raise KeypointFileError(f"{p}: no such file")
     try:
         return p, h5py.File(p, "r")
-    except OSError:
-        raise KeypointFileError(f"{p}: not an HDF5 file") from None
+    except OSError as err:
+        raise KeypointFileError(f"{p}: not an HDF5 file") from err
 
 
 def read_facemap_pose(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
@@ -191,9 +192,9 @@ def _number(cell: str, p: Path, row: int, col: int, header: str) -> float:
         return math.nan
     try:
         return float(cell)
-    except ValueError:
+    except ValueError as err:
         raise KeypointFileError(f"{p}: row {row}, column {col + 1} ({header}): "
-                                f"{cell!r} is not a number") from None
+                                f"{cell!r} is not a number") from err
 
 
 def read_dlc_csv(path: str | os.PathLike) -> LabelTable:

@@ -27,13 +27,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.jsonable import jsonable
 
 
 CHECKSUM_KEY = "weights_sha256"
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(JfacemapError):
     """A model folder cannot be read; the message is one line naming the file."""
 
 

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
+
 __all__ = ["NeuralData", "NeuralFileError", "read_neural"]
 
 
-class NeuralFileError(ValueError):
+class NeuralFileError(JfacemapError):
     """A neural data file is missing or malformed; the message is one line naming the file."""
 
 
@@ -79,13 +81,13 @@ def load_object_npy(path: str | os.PathLike) -> np.ndarray:
             read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
         except ValueError as error:
-            raise NeuralFileError(f"{p}: not a .npy file ({error})") from None
+            raise NeuralFileError(f"{p}: not a .npy file ({error})") from error
         if dtype != object:
             return np.load(p, allow_pickle=False)
         try:
             array = ArrayOnlyUnpickler(io.BytesIO(f.read())).load()
         except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as error:
-            raise NeuralFileError(f"{p}: cannot read it safely ({error})") from None
+            raise NeuralFileError(f"{p}: cannot read it safely ({error})") from error
     return np.asarray(array, dtype=object).reshape(shape)
 
 
@@ -135,11 +137,11 @@ def _read_npz(p: Path) -> NeuralData:
             ypos = _vector(z["ypos"], n, "ypos", p, "neurons") if "ypos" in z.files else None
             times = _vector(z["timestamps"], t, "timestamps", p, "frames") if "timestamps" in z.files else None
     except (OSError, EOFError) as error:
-        raise NeuralFileError(f"{p}: cannot read it as .npz ({error})") from None
+        raise NeuralFileError(f"{p}: cannot read it as .npz ({error})") from error
     except ValueError as error:
         if isinstance(error, NeuralFileError):
             raise
-        raise NeuralFileError(f"{p}: cannot read it as .npz ({error})") from None
+        raise NeuralFileError(f"{p}: cannot read it as .npz ({error})") from error
     if (xpos is None) != (ypos is None):
         raise NeuralFileError(f"{p}: has {'xpos' if xpos is not None else 'ypos'} without the other")
     return NeuralData(spks, xpos, ypos, None if times is None else _check_timestamps(times, p), p)
@@ -149,9 +151,9 @@ def _load_npy(p: Path) -> np.ndarray:
     try:
         return np.load(p, allow_pickle=False, mmap_mode="r")
     except ValueError as error:
-        raise NeuralFileError(f"{p}: cannot read it as a numeric .npy ({error})") from None
+        raise NeuralFileError(f"{p}: cannot read it as a numeric .npy ({error})") from error
     except OSError as error:
-        raise NeuralFileError(f"{p}: cannot read it ({error.strerror or error})") from None
+        raise NeuralFileError(f"{p}: cannot read it ({error.strerror or error})") from error
 
 
 def _read_suite2p(folder: Path, um_per_pixel: float) -> NeuralData:
@@ -163,8 +165,8 @@ def _read_suite2p(folder: Path, um_per_pixel: float) -> NeuralData:
         raise NeuralFileError(f"{stat_path}: {stat.size} ROIs but spks.npy has {spks.shape[0]} rows")
     try:
         med = np.array([np.asarray(s["med"], np.float64)[:2] for s in stat])  # (y, x) pixels
-    except (KeyError, TypeError, IndexError):
-        raise NeuralFileError(f"{stat_path}: ROIs without a 'med' (median y, x) entry") from None
+    except (KeyError, TypeError, IndexError) as err:
+        raise NeuralFileError(f"{stat_path}: ROIs without a 'med' (median y, x) entry") from err
     keep = np.ones(len(stat), bool)
     iscell_path = folder / "iscell.npy"
     if iscell_path.exists():

@@ -32,6 +32,8 @@ from typing import Any, Mapping
 import ml_dtypes  # ships with jax; gives numpy a bfloat16
 import numpy as np
 
+from jfacemap.errors import JfacemapError
+
 # torch storage type name <-> numpy dtype (little-endian on disk).
 _STORAGE_DTYPES: dict[str, np.dtype] = {
     "FloatStorage": np.dtype("<f4"),
@@ -51,7 +53,7 @@ _DTYPE_STORAGES = {dt: name for name, dt in _STORAGE_DTYPES.items()}
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net", "params")
 
 
-class TorchFileError(ValueError):
+class TorchFileError(JfacemapError):
     """A torch file that is malformed, unsupported, or refused as unsafe."""
 
 
@@ -114,10 +116,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        except KeyError as err:
             raise TorchFileError(
                 f"{self._path}: refused to load global '{module}.{name}' (not part of a PyTorch state_dict)"
-            ) from None
+            ) from err
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -129,8 +131,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if key not in self._storages:
             try:
                 raw = self._archive.read(f"{self._prefix}data/{key}")
-            except KeyError:
-                raise TorchFileError(f"{self._path}: missing storage data/{key}") from None
+            except KeyError as err:
+                raise TorchFileError(f"{self._path}: missing storage data/{key}") from err
             need = int(numel) * storage_type.dtype.itemsize
             if len(raw) < need:
                 raise TorchFileError(f"{self._path}: storage data/{key} has {len(raw)} bytes, needs {need}")
@@ -161,10 +163,12 @@ def load_torch_file(path: str | Path) -> Any:
         unpickler = _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix, path)
         try:
             return unpickler.load()
-        except TorchFileError:
-            raise
+        except TorchFileError as err:  # a tensor's own checks do not name the file
+            if str(err).startswith(path):
+                raise
+            raise TorchFileError(f"{path}: {err}") from err
         except Exception as err:  # malformed stream: one line, naming the file
-            raise TorchFileError(f"{path}: cannot read pickle ({type(err).__name__}: {err})") from None
+            raise TorchFileError(f"{path}: cannot read pickle ({type(err).__name__}: {err})") from err
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from jfacemap.errors import JfacemapError
 
-class VideoError(ValueError):
+
+class VideoError(JfacemapError):
     """A video cannot be read or written; the message is one line naming the file."""
 
 

@@ -81,8 +81,8 @@ class VideoWriter:
                              f"video's {(self.height, self.width)}")
         try:
             self._proc.stdin.write(np.ascontiguousarray(frames).tobytes())
-        except BrokenPipeError:
-            raise VideoError(f"{self.path}: ffmpeg stopped: {self._ffmpeg_said()}") from None
+        except BrokenPipeError as err:
+            raise VideoError(f"{self.path}: ffmpeg stopped: {self._ffmpeg_said()}") from err
         self.n_written += len(frames)
 
     def _ffmpeg_said(self) -> str:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import write_text_atomic
 from jfacemap.io.images import write_png
 from jfacemap.io.keypoints import LabelTable, read_dlc_csv, write_dlc_csv
@@ -39,7 +40,7 @@ MODELS = "models"
 SCORER = "jfacemap-refine"
 
 
-class ProjectError(ValueError):
+class ProjectError(JfacemapError):
     """The project folder cannot be used as asked; one line naming the problem."""
 
 
@@ -141,7 +142,7 @@ class RefineProject:
         try:
             config = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ProjectError(f"{p}: cannot read the project ({err})") from None
+            raise ProjectError(f"{p}: cannot read the project ({err})") from err
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise ProjectError(f"{p}: not a jfacemap refine project")
         return config

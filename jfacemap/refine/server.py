@@ -116,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RequestError(400, f"malformed JSON: {err}") from None
+            raise RequestError(400, f"malformed JSON: {err}") from err
 
     # ----------------------------------------------------------- routes ---
 
@@ -141,8 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
             file = self.session.frame_png(int(match.group(1)))
             try:
                 return self._send(200, file.read_bytes(), "image/png")
-            except OSError:
-                raise RequestError(404, f"frame image {match.group(1)} is missing") from None
+            except OSError as err:
+                raise RequestError(404, f"frame image {match.group(1)} is missing") from err
         if path == "/api/state":
             return self._json(200, self.session.state())
         if path == "/api/train":

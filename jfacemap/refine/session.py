@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.images import read_image
 from jfacemap.io.video import read_frames
 from jfacemap.refine.picking import PICK_METHODS
@@ -29,7 +30,7 @@ __all__ = ["RefineSession", "RequestError"]
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-class RequestError(ValueError):
+class RequestError(JfacemapError):
     """A request that cannot be served: HTTP `status` and a one-line message."""
 
     def __init__(self, status: int, message: str):
@@ -75,10 +76,10 @@ class RefineSession:
         from jfacemap.track.model_store import load_tracker
 
         if pick not in PICK_METHODS:
-            raise ValueError(f"--pick must be one of {', '.join(PICK_METHODS)}, got {pick!r}")
+            raise JfacemapError(f"pick must be one of {', '.join(PICK_METHODS)}, got {pick!r}")
         if frames < 1 or new_frames < 0 or not 0.0 <= random_fraction <= 1.0:
-            raise ValueError(f"need frames >= 1, new_frames >= 0, random_fraction in [0, 1]; got "
-                             f"{frames}, {new_frames}, {random_fraction}")
+            raise JfacemapError(f"need frames >= 1, new_frames >= 0, random_fraction in [0, 1]; got "
+                                f"{frames}, {new_frames}, {random_fraction}")
         if model is None:
             model = RefineProject.saved_model(project) or DEFAULT_TRACKER
         net, bodyparts, meta = load_tracker(model)
@@ -133,7 +134,7 @@ class RefineSession:
         try:
             return self.project.path(self.project.frames[frame_id].image)
         except ProjectError as err:
-            raise RequestError(403, str(err)) from None
+            raise RequestError(403, str(err)) from err
 
     # ----------------------------------------------------------- labels ---
 
@@ -181,7 +182,7 @@ class RefineSession:
         try:
             self.project.save_labels(frame_id, xy)
         except ProjectError as err:
-            raise RequestError(403, str(err)) from None
+            raise RequestError(403, str(err)) from err
         with self._lock:
             return self._frame_json(frame_id)
 
@@ -207,7 +208,7 @@ class RefineSession:
             planned = epochs or training_plan(get_recipe("finetune"), len(ids)).epochs
             self.job.start(lambda progress: self._train_round(progress, ids, epochs, round_no), planned, round_no)
         except JobBusy as err:
-            raise RequestError(409, str(err)) from None
+            raise RequestError(409, str(err)) from err
         return self.job.status()
 
     def _train_round(self, progress, ids: list[int], epochs: int | None, round_no: int) -> dict:

@@ -106,7 +106,7 @@ def _frames_for(table: LabelTable, p: Path, video: str | os.PathLike | None) -> 
             raise LabelError(f"{p}: rows name image files, so no video is needed (got {video})")
         return load_label_images(table)
     if video is None:
-        raise LabelError(f"{p}: rows are frame indices; give the video they index (--video)")
+        raise LabelError(f"{p}: rows are frame indices; give the video they index (video)")
     return load_label_frames(table, video)
 
 
@@ -117,8 +117,8 @@ def _read_h5_labels(p: Path, video: str | os.PathLike | None) -> tuple[LabelTabl
             images = np.asarray(f["images"]) if "images" in f else None
             indices = np.asarray(f["frame_indices"]).astype(np.int64).reshape(-1) if "frame_indices" in f else None
             pandas = any("pandas_type" in f[k].attrs for k in top if isinstance(f[k], h5py.Group))
-    except OSError:
-        raise LabelError(f"{p}: not an HDF5 file") from None
+    except OSError as err:
+        raise LabelError(f"{p}: not an HDF5 file") from err
     if "Facemap" not in top:
         if pandas:
             try:
@@ -126,7 +126,7 @@ def _read_h5_labels(p: Path, video: str | os.PathLike | None) -> tuple[LabelTabl
             except KeypointFileError as error:
                 sibling = p.with_suffix(".csv")
                 hint = f"; the CSV beside it ({sibling}) may be read instead" if sibling.is_file() else ""
-                raise LabelError(f"{error}{hint}") from None
+                raise LabelError(f"{error}{hint}") from error
             return table, _frames_for(table, p, video)
         raise LabelError(f"{p}: neither Facemap nor DeepLabCut labels (top level has: "
                          f"{', '.join(top) or 'nothing'})")
@@ -145,5 +145,5 @@ def _read_h5_labels(p: Path, video: str | os.PathLike | None) -> tuple[LabelTabl
             raise LabelError(f"{p}: holds its own images, so no video is needed (got {video})")
         return table, images[keep]
     if video is None:
-        raise LabelError(f"{p}: Facemap keypoints label video frames; give the video (--video)")
+        raise LabelError(f"{p}: Facemap keypoints label video frames; give the video (video)")
     return table, load_label_frames(table, video)

@@ -34,11 +34,12 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.facemap_install import NAME as FACEMAP_NAME
 from jfacemap.io.facemap_install import (FacemapModelError, facemap_installed, facemap_model_files,
                                          read_facemap_params)
 from jfacemap.io.jsonable import jsonable
-from jfacemap.io.model_folder import CHECKSUM_KEY, describe, restore_model, write_model_folder
+from jfacemap.io.model_folder import CHECKSUM_KEY, ModelFolderError, describe, restore_model, write_model_folder
 from jfacemap.nets.unet import FacemapUNet
 
 def _shipped_weights_dir() -> Path:
@@ -125,9 +126,9 @@ def read_model_json(directory: str | os.PathLike) -> dict:
     try:
         info = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read model description ({err})") from None
+        raise ModelFolderError(f"{path}: cannot read model description ({err})") from err
     if info.get("format") != FORMAT or "bodyparts" not in info:
-        raise ValueError(f"{path}: not a jfacemap tracker description")
+        raise ModelFolderError(f"{path}: not a jfacemap tracker description")
     return info
 
 
@@ -150,7 +151,7 @@ def load_tracker(
     info = read_model_json(path)
     names = list(info["bodyparts"])
     if bodyparts is not None and list(bodyparts) != names:
-        raise ValueError(f"{path}: model bodyparts {names} differ from the requested {list(bodyparts)}")
+        raise JfacemapError(f"{path}: model bodyparts {names} differ from the requested {list(bodyparts)}")
     arch = {k: (tuple(info[k]) if k == "channels" else int(info[k])) for k in _ARCH_KEYS}
     model = restore_model(path, lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)),
                           info.get(CHECKSUM_KEY))
@@ -164,13 +165,16 @@ def _load_torch(path: Path, bodyparts: Sequence[str] | None) -> tuple[FacemapUNe
     from jfacemap.skeleton import FACEMAP_BODYPARTS
 
     state_dict = load_torch_state_dict(path)
-    model = unet_from_torch_state_dict(state_dict)
+    try:
+        model = unet_from_torch_state_dict(state_dict)
+    except ValueError as err:  # the converter checks the tensors; its messages do not name the file
+        raise FacemapModelError(f"{path}: not an original Facemap network: {err}") from err
     if bodyparts is None:
         if model.n_keypoints != len(FACEMAP_BODYPARTS):
-            raise ValueError(f"{path}: {model.n_keypoints} outputs; give the bodyparts they stand for")
+            raise JfacemapError(f"{path}: {model.n_keypoints} outputs; give the bodyparts they stand for")
         bodyparts = FACEMAP_BODYPARTS
     if len(bodyparts) != model.n_keypoints:
-        raise ValueError(f"{path}: {model.n_keypoints} outputs but {len(bodyparts)} bodyparts given")
+        raise JfacemapError(f"{path}: {model.n_keypoints} outputs but {len(bodyparts)} bodyparts given")
     model.eval()
     meta = {"source": str(path), "channels": list(model.channels), "n_upsample": model.n_upsample}
     return model, [str(b) for b in bodyparts], meta
@@ -181,12 +185,7 @@ def _load_facemap(bodyparts: Sequence[str] | None) -> tuple[FacemapUNet, list[st
     the channels of its params file; bodyparts default to the original's 15."""
     state, params_file = facemap_model_files()
     channels = read_facemap_params(params_file)["channels"]
-    try:
-        model, names, meta = _load_torch(state, bodyparts)
-    except ValueError as err:  # the converter's messages do not name the file
-        if str(state) in str(err):
-            raise
-        raise FacemapModelError(f"{state}: {err}") from None
+    model, names, meta = _load_torch(state, bodyparts)  # its errors name the file
     if tuple(model.channels) != channels:
         raise FacemapModelError(f"{state}: weights have channels {list(model.channels)} but {params_file} "
                                 f"says {list(channels)}")
@@ -243,8 +242,8 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, meta: dict) -> tup
     wanted = jsonable({k: meta.get(k) for k in _RUN_KEYS})
     differ = [k for k in _RUN_KEYS if saved.get(k) != wanted[k]]
     if differ:
-        raise ValueError(f"{manager.directory}: checkpoint is from another training run "
-                         f"(differs in {', '.join(differ)}); use a new checkpoint folder")
+        raise JfacemapError(f"{manager.directory}: checkpoint is from another training run "
+                            f"(differs in {', '.join(differ)}); use a new checkpoint folder")
     # Rebuild with `like`'s tree structure (orbax returns plain tuples for optax's namedtuples).
     state = jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(restored.state))
     return state, int(saved["epoch"]) + 1, saved

@@ -35,6 +35,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jfacemap.errors import JfacemapError
 from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, read_pose_source, write_dlc_csv, write_facemap_pose
 from jfacemap.io.video import iter_chunks, video_info
 from jfacemap.nets.unet import FacemapUNet
@@ -49,18 +50,17 @@ _END = object()
 def refuse_to_overwrite_ground_truth(out: Path) -> None:
     """`jfacemap synth` writes ground truth under the name tracking writes to: never replace it."""
     if out.exists() and read_pose_source(out) == GROUND_TRUTH:
-        raise ValueError(
-            f"{out}: holds the ground truth written by `jfacemap synth`; track into another folder (--out DIR)"
-        )
+        raise JfacemapError(f"{out}: holds the ground truth of a synthetic session; "
+                            "write the tracked keypoints elsewhere")
 
 
 def output_paths(videos: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Each video's pose file; raises if two videos would write the same one (same name, one --out)."""
+    """Each video's pose file; JfacemapError if two videos would write the same one (same name, one out_dir)."""
     outputs = [output_path(video, out_dir) for video in videos]
     seen: dict[Path, Path] = {}
     for video, out in zip(map(Path, videos), outputs):
         if out.resolve() in seen and seen[out.resolve()].resolve() != video.resolve():
-            raise ValueError(f"{seen[out.resolve()]} and {video} would both write {out}; track them into different folders")
+            raise JfacemapError(f"{seen[out.resolve()]} and {video} would both write {out}; track them into different folders")
         seen[out.resolve()] = video
     return outputs
 
@@ -248,7 +248,7 @@ def track_video(
     Returns:
       (T, K, 3) float32 keypoints: x, y in frame pixels, likelihood.
     Raises:
-      VideoError for an unreadable video, ValueError (naming the video) for a
+      VideoError for an unreadable video, JfacemapError (naming the video) for a
       bbox outside its frames.
     """
     video = Path(video)
@@ -264,8 +264,8 @@ def track_video(
     if predict is None:
         try:
             predict = make_predict_fn(model, bbox, (info.height, info.width))
-        except ValueError as err:
-            raise ValueError(f"{video}: {err}") from None
+        except JfacemapError as err:  # a bbox outside this video's frames
+            raise JfacemapError(f"{video}: {err}") from err
         if predictors is not None:
             predictors[key] = predict
     fingerprint = _fingerprint(video, model, bodyparts, predict.geometry)

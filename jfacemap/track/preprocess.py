@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jfacemap.errors import JfacemapError
+
 NET_SIZE = 256  # network input side, pixels
 
 
@@ -72,21 +74,21 @@ def crop_geometry(frame_shape: Sequence[int], bbox: Sequence[float] | None = Non
         first: its (x1, x2, y1, y2) is our (y0, y1, x0, x1).)
       size: network input side.
     Raises:
-      ValueError (one line) for an empty, inverted or out-of-frame bbox.
+      JfacemapError (one line) for an empty, inverted or out-of-frame bbox.
     """
     height, width = (int(n) for n in tuple(frame_shape)[-2:])
     if bbox is None:
         bbox = (0, width, 0, height)
     if len(bbox) != 4:
-        raise ValueError(f"bbox must be (x0, x1, y0, y1), got {tuple(bbox)}")
+        raise JfacemapError(f"bbox must be (x0, x1, y0, y1), got {tuple(bbox)}")
     try:
         x0, x1, y0, y1 = (int(round(float(v))) for v in bbox)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"bbox must be 4 finite numbers (x0, x1, y0, y1), got {tuple(bbox)}") from None
+    except (TypeError, ValueError, OverflowError) as err:
+        raise JfacemapError(f"bbox must be 4 finite numbers (x0, x1, y0, y1), got {tuple(bbox)}") from err
     if x0 >= x1 or y0 >= y1:
-        raise ValueError(f"bbox (x0, x1, y0, y1) = {(x0, x1, y0, y1)} is empty: need x0 < x1 and y0 < y1")
+        raise JfacemapError(f"bbox (x0, x1, y0, y1) = {(x0, x1, y0, y1)} is empty: need x0 < x1 and y0 < y1")
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise ValueError(f"bbox (x0, x1, y0, y1) = {(x0, x1, y0, y1)} lies outside the {width}x{height} frame")
+        raise JfacemapError(f"bbox (x0, x1, y0, y1) = {(x0, x1, y0, y1)} lies outside the {width}x{height} frame")
     w, h = x1 - x0, y1 - y0
     side = max(w, h)
     if w != h and (side - min(w, h)) % 2:
