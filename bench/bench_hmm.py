@@ -5,6 +5,8 @@
     python -m bench.bench_hmm --quick         # K = 10, T = 6,000: a smoke run
     python -m bench.bench_hmm --peers-only --name hmm_peers   # (b) alone
     python -m bench.bench_hmm --optimizers --name hmm_optimizers   # (d) alone
+    python -m bench.bench_hmm --variance --name hmm_variance       # (e) alone (~25 min on 2 cores)
+    python -m bench.bench_hmm --variance --quick --name hmm_variance_quick   # (e) at K = 10, D = 64, T = 6,000
 
 (a) Recovery. Data sampled from a 50-state HMM whose between-state
 transitions are planted forward sequences (i -> i+1 w.p. 0.6, i -> i+2 w.p.
@@ -31,6 +33,18 @@ Peers run in their own venv (bench.peers.hmm_peers_python), through files.
 (d) Optimiser ablation, on demand: from the seed-0 start, the default
 (transitions at a tenth of the means' rate, then alone) against one Adam
 rate for everything and against the joint phase without the transitions-only one.
+(e) Emission variance, on demand: the recovery data (unit noise) through
+`run_hmm`, the pipeline `jfacemap hmm` runs (same split, --seeds inits, 3
+re-seed rounds; no downsampling: the data are at the model's rate), with sigma2 = 1
+fixed after z-scoring (`--sigma2 1`), sigma2 = 1 fixed on the raw features
+(`--no-zscore --sigma2 1`, the true variance), and sigma2 learned, with and
+without z-scoring (`--learn-sigma2`). Reported: log-likelihood per timepoint
+in data units (the model mapped back through its z-score transform) against
+the true parameters', the variance in data units, Viterbi accuracy after
+matching and the number of true states recovered (>= 90 % of their
+timepoints on their matched state). Each option is also fitted from the true
+parameters (mapped into its units) with the means held there ("true means"),
+so its effect is seen apart from local optima and the means' fitting noise.
 
 Writes bench/results/hmm.json.
 """
@@ -58,11 +72,12 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from bench.common import machine_info, print_table, write_results  # noqa: E402
 from jfacemap.hmm.controls import planted_sequence_transitions, sample_markov_chain, symmetrize_transitions  # noqa: E402
 from jfacemap.hmm.fit import (  # noqa: E402
-    HMMParams, fit_hmm, fit_hmm_em, init_params, log_likelihood_per_timepoint, most_likely_states,
+    HMMParams, default_sigma2, fit_hmm, fit_hmm_em, init_params, log_likelihood_per_timepoint, most_likely_states,
 )
 from jfacemap.hmm.inference import associative_forward, forward  # noqa: E402
-from jfacemap.hmm.pipeline import describe_model, split_blocks  # noqa: E402
+from jfacemap.hmm.pipeline import describe_model, run_hmm, split_blocks  # noqa: E402
 from jfacemap.hmm.refine import reseed_proposal  # noqa: E402
+from jfacemap.hmm.transform import FeatureTransform, data_log_likelihood_per_timepoint  # noqa: E402
 
 
 def planted_hmm(K: int, D: int, T: int, seed: int, symmetric: bool = False, scale: float = 0.25):
@@ -92,7 +107,10 @@ def matched(states_true, states_fit, K):
 def loglik_cells(rows):
     """Rows with log-likelihoods as strings to 3 decimals: print_table keeps 3 significant digits,
     and the differences that matter here are hundredths of a nat."""
-    return [{k: f"{v:.3f}" if "loglik" in k and isinstance(v, float) else v for k, v in r.items()} for r in rows]
+    def is_loglik(key):
+        return "loglik" in key or key.endswith("_minus_true")
+
+    return [{k: f"{v:.3f}" if is_loglik(k) and isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def sequence_stats(A, states, dt=0.2):
@@ -329,6 +347,78 @@ def optimizer_ablation(K, D, T, log) -> list[dict]:
     return rows
 
 
+VARIANCE_OPTIONS = {  # label -> run_hmm arguments
+    "z-score, sigma2 = 1 fixed (--sigma2 1)": {"sigma2": 1.0},
+    "raw, sigma2 = 1 fixed (--no-zscore --sigma2 1)": {"sigma2": 1.0, "zscore": False},
+    "z-score, sigma2 learned (--learn-sigma2)": {"learn_sigma2": True},
+    "raw, sigma2 learned (--no-zscore --learn-sigma2)": {"learn_sigma2": True, "zscore": False},
+}
+
+
+def recovery_scores(states, path, means, means_fit_data, K) -> dict:
+    """Viterbi accuracy after matching, true states with >= 90 % of their timepoints on their matched
+    state, and the matched means' mean absolute error in data units."""
+    acc, cols = matched(states, path, K)
+    recall = np.array([np.mean(path[states == k] == cols[k]) for k in range(K)])
+    return {"accuracy": float(acc), "states_recovered": int(np.sum(recall >= 0.9)),
+            "means_mean_abs_err_data_units": float(np.abs(means_fit_data[cols] - means).mean())}
+
+
+def variance_row(label, params, transform, train, test, truth_ll, x, states, means) -> dict:
+    """One fit of (e): variance and log-likelihoods in data units (train, test: lists of data-unit blocks)."""
+    variance = transform.variance_to_data(params.sigma2)  # (D,)
+    train_ll = data_log_likelihood_per_timepoint(params, transform, train)
+    test_ll = data_log_likelihood_per_timepoint(params, transform, test)
+    path = most_likely_states(params, transform.to_model(x))
+    return {"fit": label, "sigma2_model_units": float(params.sigma2),
+            "sigma2_data_units_mean": float(variance.mean()),
+            "sigma2_data_units_range": [float(variance.min()), float(variance.max())],
+            "train_loglik": train_ll, "test_loglik": test_ll,
+            "train_minus_true": train_ll - truth_ll[0], "test_minus_true": test_ll - truth_ll[1],
+            **recovery_scores(states, path, means, transform.means_to_data(params.means), means.shape[0])}
+
+
+def variance_options(K, D, T, n_inits, refine, log) -> dict:
+    """(e): each sigma2 option of `run_hmm` on the recovery data, and the same option from the true
+    parameters with the means held there (`fit_hmm`, same blocks and transform)."""
+    A, means, states, x = planted_hmm(K, D, T, seed=0)
+    train_blocks, test_blocks = split_blocks(T)
+    train, test = [x[s] for s in train_blocks], [x[s] for s in test_blocks]
+    truth = HMMParams(jnp.log(jnp.asarray(A, jnp.float32)), jnp.asarray(means, jnp.float32), jnp.zeros(K), 1.0)
+    truth_ll = (log_likelihood_per_timepoint(truth, train), log_likelihood_per_timepoint(truth, test))
+    oracle = variance_row("true parameters", truth, FeatureTransform.identity(D), train, test, truth_ll, x,
+                          states, means)
+    log(oracle)
+    rows = []
+    for label, options in VARIANCE_OPTIONS.items():
+        result = run_hmm(x, 5.0, K, downsample_factor=1, seed=0, n_inits=n_inits, refine=refine, n_sample=10,
+                         **options)
+        row = variance_row(label, result.params, result.transform, train, test, truth_ll, x, states, means)
+        row |= {"options": options, "refine_rounds": result.analysis.stats["refine_rounds"],
+                "steps_all_fits": result.analysis.stats["steps_all_fits"], "seconds": result.seconds}
+        log(row)
+        rows.append(row)
+        # From the truth, in this run's model units (sigma2: the option's value, or the learned default start).
+        t = result.transform
+        train_z, test_z = [t.to_model(b) for b in train], [t.to_model(b) for b in test]
+        learn = options.get("learn_sigma2", False)
+        start_sigma2 = default_sigma2(train_z, reference_features=D) if learn else options["sigma2"]
+        init = HMMParams(truth.log_transition, jnp.asarray((means - t.mean) / t.sd, jnp.float32), truth.initial_logits,
+                         start_sigma2)
+        started = time.perf_counter()
+        # Means held at the truth (Adam at the default rate on the rest): the variance each option ends
+        # with, and its cost, when every state is right, without the means' fitting noise.
+        groups = ("fit", "hold", "fit", "fit")[: 4 if learn else 3]
+        held = optax.multi_transform({"fit": optax.adam(0.05), "hold": optax.set_to_zero()}, groups)
+        params, h = fit_hmm(train_z, K, init=init, learn_sigma2=learn, test_sequences=test_z, max_steps=2000,
+                            optimizer=held)
+        row = variance_row(f"{label}, true means", params, t, train, test, truth_ll, x, states, means)
+        row |= {"options": options, "steps_all_fits": len(h.train_loglik), "seconds": time.perf_counter() - started}
+        log(row)
+        rows.append(row)
+    return {"oracle": oracle, "fits": rows}
+
+
 def time_scans(shapes, repeats: int = 3) -> list[dict]:
     """Best-of-`repeats` seconds of the sequential and associative forward passes, float32 CPU."""
     rows = []
@@ -374,6 +464,7 @@ def main() -> None:
     parser.add_argument("--peers-only", action="store_true",
                         help="(b) only: our seed-0 fit against the peers, no re-seeding, no symmetric control, no scans")
     parser.add_argument("--optimizers", action="store_true", help="(d) only: the optimiser ablation")
+    parser.add_argument("--variance", action="store_true", help="(e) only: the emission variance options")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--name", default=None, help="results name (default hmm, or hmm_quick with --quick)")
     args = parser.parse_args()
@@ -386,6 +477,14 @@ def main() -> None:
         print_table(loglik_cells(payload["optimizers"]), ["fit", "accuracy", "train_loglik", "test_loglik", "steps",
                                                           "seconds"])
         print(f"wrote {write_results(args.name or 'hmm_optimizers', payload)}")
+        return
+    if args.variance:
+        print(f"(e) emission variance: K={K}, D={D}, T={T}", flush=True)
+        payload["variance"] = variance_options(K, D, T, args.seeds, args.refine, log)
+        print_table(loglik_cells([payload["variance"]["oracle"], *payload["variance"]["fits"]]),
+                    ["fit", "sigma2_data_units_mean", "train_loglik", "test_loglik", "train_minus_true",
+                     "test_minus_true", "accuracy", "states_recovered", "seconds"])
+        print(f"wrote {write_results(args.name or 'hmm_variance', payload)}")
         return
     if not args.scans_only:
         print(f"(a) recovery: K={K}, D={D}, T={T}", flush=True)

@@ -15,6 +15,7 @@ from jfacemap.cli import hmm_demo
 from jfacemap.cli.hmm_demo import stage_hmm
 from jfacemap.cli.report import Report
 from jfacemap.hmm.controls import planted_sequence_transitions, sample_markov_chain
+from jfacemap.hmm.params_file import read_emissions, read_params
 from jfacemap.io.keypoints import write_facemap_pose
 from jfacemap.skeleton import FACEMAP_BODYPARTS
 
@@ -117,6 +118,71 @@ def test_outputs_match_numpy_references(fitted):
     assert sorted(saved["order"]) == list(range(K))
     # States that persist ~2 s in the data; the time-shuffled control cannot hold them.
     assert summary["lifetime_median_s"] > 2 * summary["control"]["lifetime_median_s"]
+
+
+def test_params_keep_the_zscore_transform_for_data_units(fitted):
+    out, x = fitted
+    saved = read_params(out / "params.npz")
+    assert saved.zscored and not saved.sigma2_learned and (saved.fps, saved.downsample) == (FPS, FACTOR)
+    means, variance, units = read_emissions(out / "params.npz")
+    assert units == "data" and means.shape == (K, D) and variance.shape == (D,)
+    # In data units (block means of the frames), the model's likelihood is the z-scored one plus the
+    # Jacobian: numpy forward on the raw test blocks with the data-unit emissions gives the summary's figure.
+    train = np.load(out / "analysis.npz")["train_mask"]
+    xd = x.reshape(-1, FACTOR, D).mean(1)
+    np.testing.assert_allclose(variance, saved.params.sigma2 * xd[train].std(0) ** 2, rtol=1e-4)
+    blocks = np.split(np.arange(len(xd)), np.flatnonzero(np.diff(train.astype(int))) + 1)
+    A, init = np.asarray(saved.params.transition_matrix, np.float64), np.asarray(saved.params.initial, np.float64)
+    test_ll = sum(numpy_loglik_diagonal(xd[b], A, init, means, variance) for b in blocks if not train[b[0]])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_loglik_data_units"] == pytest.approx(test_ll / (~train).sum(), rel=1e-4)
+    assert summary["sigma2_units"] == "z-scored" and summary["zscore"] and not summary["learn_sigma2"]
+
+
+def numpy_loglik_diagonal(x, A, init, means, variance):
+    """float64 log-space forward algorithm with per-feature variances (D,): log p(x) in nats."""
+    log_em = -0.5 * ((x[:, None] - means[None]) ** 2 / variance).sum(-1) - 0.5 * np.log(2 * np.pi * variance).sum()
+    alpha = np.log(init) + log_em[0]
+    for t in range(1, len(x)):
+        alpha = logsumexp(alpha[:, None] + np.log(A), axis=0) + log_em[t]
+    return logsumexp(alpha)
+
+
+def test_raw_features_with_a_learned_variance(tmp_path):
+    # Unit noise per frame, states held for FACTOR frames: the block means carry noise of variance 1 / FACTOR.
+    n_steps = 600
+    x = sampled_frames(n_steps, seed=4)
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    result = run(tmp_path / "x.npy", "--states", K, "--no-zscore", "--learn-sigma2", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "learned, data units" in result.output
+    saved = read_params(tmp_path / "out" / "params.npz")
+    assert not saved.zscored and saved.sigma2_learned and saved.transform.is_identity
+    means, variance, units = read_emissions(tmp_path / "out" / "params.npz")
+    # ML variance from 450 x 6 residuals: relative SD sqrt(2 / 2700) = 2.7 %; 12 % is ~4 SD.
+    np.testing.assert_allclose(variance, 1 / FACTOR, rtol=0.12)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["test_loglik_data_units"] == summary["test_loglik"]  # identity transform
+    # Against the true model on the test blocks: a fit pays ~(K D + K^2) / (2 N) = 0.044 nats per
+    # timepoint held out for its parameters; margin 3x that. The default z-scored sigma2 (D / 256)
+    # would be far off: it is 0.023 z-units, well below the noise's ~0.1 / 2.5 = 0.04.
+    rng = np.random.default_rng(4)
+    true_means = 2.0 * rng.normal(size=(K, D))
+    A_true = planted_sequence_transitions(K, p_stay=0.9, forward=(0.7,))
+    train = np.load(tmp_path / "out" / "analysis.npz")["train_mask"]
+    xd = x.reshape(-1, FACTOR, D).mean(1)
+    blocks = np.split(np.arange(n_steps), np.flatnonzero(np.diff(train.astype(int))) + 1)
+    blocks = [b for b in blocks if not train[b[0]]]
+    truth = sum(numpy_loglik_diagonal(xd[b], A_true, np.full(K, 1 / K), true_means, np.full(D, 1 / FACTOR))
+                for b in blocks) / (~train).sum()
+    assert summary["test_loglik"] >= truth - 3 * (K * D + K * K) / (2 * train.sum())
+
+
+def test_help_gives_the_units_of_sigma2():
+    result = CliRunner().invoke(app, ["hmm", "--help"])
+    text = " ".join(result.output.replace("\u2502", " ").split())  # help wrapped in a box of "|" lines
+    for words in ("z-scored units", "--no-zscore", "--learn-sigma2", "own units squared"):
+        assert words in text, words
 
 
 def test_facemap_pose_input(tmp_path):

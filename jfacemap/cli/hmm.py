@@ -105,22 +105,24 @@ def _analysis_arrays(result, prefix: str = "") -> dict:
 def write_hmm_outputs(out: Path, result, inputs: dict | None = None, figures: bool = True) -> dict[str, Path]:
     """Write a `run_hmm` result to the folder `out`; summary.json last (it marks a finished run).
 
-    params.npz: transition_matrix (K, K) rows sum to 1, means (K, D) z-scored units, initial (K,),
-      sigma2 (), log_transition, initial_logits, zscore_mean / zscore_sd (D,), fps, downsample.
+    params.npz: transition_matrix (K, K) rows sum to 1, means (K, D) and sigma2 () in model units
+      (z-scored unless --no-zscore), initial (K,), log_transition, initial_logits, the transform
+      zscore_mean / zscore_sd (D,) (0 / 1 without z-scoring), zscore, sigma2_learned, fps, downsample
+      (`jfacemap.hmm.params_file`; `read_emissions` gives means and variance in data units).
     states.npy: (T_d,) int32 Viterbi path at fps / downsample.
     analysis.npz: per-state arrays and curves of `describe_model` (control_* for the shuffled control),
       fit histories and train_mask (T_d,). analysis.json: their scalar summaries and per-state lifetimes.
     hmm_*.png figures when matplotlib is installed and `figures` is True.
     """
     out.mkdir(parents=True, exist_ok=True)
-    p = result.params
+    from jfacemap.hmm.params_file import params_arrays
+
     s = result.settings
     paths = {"params": out / "params.npz", "states": out / "states.npy", "analysis_npz": out / "analysis.npz",
              "analysis_json": out / "analysis.json"}
-    write_npz(paths["params"], transition_matrix=result.transition_matrix, means=np.asarray(p.means),
-              initial=np.asarray(p.initial, np.float64), sigma2=float(p.sigma2),
-              log_transition=np.asarray(p.log_transition), initial_logits=np.asarray(p.initial_logits),
-              zscore_mean=result.zscore_mean, zscore_sd=result.zscore_sd, fps=s["fps"], downsample=s["downsample"])
+    write_npz(paths["params"], **params_arrays(result.params, result.transform, zscored=s["zscore"],
+                                               sigma2_learned=s["learn_sigma2"], fps=s["fps"],
+                                               downsample=s["downsample"]))
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(result.states, np.int32))
     write_bytes_atomic(paths["states"], buffer.getvalue())
@@ -150,10 +152,14 @@ def write_hmm_outputs(out: Path, result, inputs: dict | None = None, figures: bo
 
 
 def print_summary(summary: dict) -> None:
+    learned = "learned" if summary["learn_sigma2"] else "fixed"
     typer.echo(f"states        {summary['n_states']} ({summary['states_used']} used), "
-               f"{summary['n_timepoints']} timepoints at {summary['model_fps']:g} Hz, sigma2 {summary['sigma2']:.4g}")
+               f"{summary['n_timepoints']} timepoints at {summary['model_fps']:g} Hz")
+    typer.echo(f"sigma2        {summary['sigma2']:.4g} ({learned}, {summary['sigma2_units']} units; "
+               f"mean over features in data units {summary['sigma2_data_units_mean']:.4g})")
     typer.echo(f"log-lik/step  train {summary['train_loglik']:.3f}, test {summary['test_loglik']:.3f} nats "
-               f"({summary['steps']} steps, best {summary['best_step']})")
+               f"({summary['steps']} steps, best {summary['best_step']}); in data units train "
+               f"{summary['train_loglik_data_units']:.3f}, test {summary['test_loglik_data_units']:.3f}")
     typer.echo(f"lifetimes     median {summary['lifetime_median_s']:.2f} s "
                f"(range {summary['lifetime_min_s']:.2f}-{summary['lifetime_max_s']:.2f} s)")
     typer.echo(f"sequences     mean length {summary['mean_sequence_length']:.2f} states, "
@@ -168,7 +174,20 @@ def hmm(
                                                   "(or its features.npz), or a _FacemapPose.h5 (keypoints).")],
     states: Annotated[int, typer.Option("--states", "-k", help="Number of hidden states.")] = 50,
     downsample: Annotated[int, typer.Option("--downsample", help="Block-mean downsampling factor (50 Hz -> 5 Hz).")] = 10,
-    sigma2: Annotated[Optional[float], typer.Option("--sigma2", help="Emission variance (z-scored units; default: features / 256).")] = None,
+    sigma2: Annotated[Optional[float], typer.Option(
+        "--sigma2",
+        help="Shared emission variance, in the units of the data the model sees: z-scored units (each feature "
+             "divided by its training SD), or the features' own units squared with --no-zscore. Default: summed "
+             "training variance / 256 (= features / 256 when z-scored). With --learn-sigma2: the starting value "
+             "(default: mean variance per feature).")] = None,
+    learn_sigma2: Annotated[bool, typer.Option(
+        "--learn-sigma2",
+        help="Learn the shared emission variance with the means (as log sigma2, same optimiser, same "
+             "likelihood) instead of fixing it.")] = False,
+    no_zscore: Annotated[bool, typer.Option(
+        "--no-zscore",
+        help="Fit the (downsampled) features as they are, not z-scored: means and --sigma2 in their units. "
+             "--learning-rate is then in those units too: scale it with the features' SD.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial means and of the sampled sequence.")] = 0,
     steps: Annotated[int, typer.Option("--steps", help="Most gradient steps per fit, both phases (early stopping on test log-likelihood).")] = 2000,
     test_fraction: Annotated[float, typer.Option("--test-fraction", help="Held-out end of each of 10 segments.")] = 0.25,
@@ -216,7 +235,8 @@ def hmm(
                 advance(target - done[0])
                 done[0] = target
 
-            result = run_hmm(x, rate, states, downsample_factor=downsample, sigma2=sigma2, seed=seed,
+            result = run_hmm(x, rate, states, downsample_factor=downsample, sigma2=sigma2,
+                             learn_sigma2=learn_sigma2, zscore=not no_zscore, seed=seed,
                              max_steps=steps, learning_rate=learning_rate,
                              transition_learning_rate=transition_learning_rate, test_fraction=test_fraction,
                              n_inits=inits, refine=refine, control=control, on_step=on_step)

@@ -3,8 +3,11 @@
 Parameters are unconstrained: transition matrix A = row-softmax(Q), Q (K, K)
 initialised Q_ii = 3, Q_ij = 0; initial probabilities = softmax(initial
 logits), initialised uniform; state means C (K, D) initialised from distinct
-random timepoints of the training data; a shared spherical variance sigma2,
-fixed (never optimised). The loss is minus the total log-likelihood of all
+random timepoints of the training data; a shared spherical variance sigma2
+(variance of every feature around its state's mean, in squared units of the
+data the model is fitted to), fixed by default, or learned (`learn_sigma2`:
+log sigma2 is trained with the means, by the same optimiser on the same
+log-likelihood). The loss is minus the total log-likelihood of all
 training sequences divided by their number of timepoints, from the forward
 scan of :mod:`jfacemap.hmm.inference`, differentiated by JAX and minimised
 with any optax optimiser. The default, `optimizers.hmm_optimizer`, is Adam with
@@ -19,6 +22,9 @@ and stop the joint phase before the slow transitions have moved far from
 their start. Sequences of different lengths
 are padded to a common length and masked, so padding adds nothing.
 EM (closed-form M step, sigma2 fixed) is here for comparison.
+Units: the model knows only the arrays it is given; `run_hmm` fits z-scored
+features by default, and `transform.FeatureTransform` maps its means and
+sigma2 back to data units.
 All log-likelihoods reported are nats per timepoint.
 """
 
@@ -38,7 +44,7 @@ from jfacemap.hmm.optimizers import hmm_optimizer, transitions_only_optimizer
 __all__ = [
     "FitHistory", "HMMParams", "PaddedBatch", "check_features", "default_sigma2", "downsample",
     "em_step", "fit_hmm", "fit_hmm_em", "init_params", "log_likelihood_per_timepoint",
-    "make_fit_step", "mean_log_likelihood", "most_likely_states", "pad_sequences",
+    "make_fit_step", "mean_log_likelihood", "most_likely_states", "pad_sequences", "trainable_parameters",
 ]  # fmt: skip
 
 # SPEC: sigma2 = 1 for the 256 deep features, i.e. summed variance / 256.
@@ -50,7 +56,9 @@ class HMMParams(NamedTuple):
     """HMM parameters (a pytree). K states, D features.
 
     log_transition: (K, K) Q, A = row-softmax(Q); means: (K, D) state means C,
-    units of the data; initial_logits: (K,); sigma2: () shared emission variance.
+    units of the data the model is fitted to; initial_logits: (K,); sigma2: ()
+    shared emission variance of every feature, those units squared (a float;
+    a traced scalar inside a fit that learns it).
     """
 
     log_transition: jax.Array
@@ -236,33 +244,51 @@ def most_likely_states(params: HMMParams, x) -> np.ndarray:
     return np.asarray(viterbi(log_init, log_A, gaussian_log_emissions(x, params.means, params.sigma2)))
 
 
-def _trainable(params: HMMParams):
-    return params.log_transition, params.means, params.initial_logits
+def trainable_parameters(params: HMMParams, learn_sigma2: bool = False) -> tuple:
+    """What the optimiser updates: (Q, means, initial logits), plus log sigma2 () when it is learned
+    (the log keeps the variance positive whatever step the optimiser takes)."""
+    fixed = (params.log_transition, params.means, params.initial_logits)
+    return fixed + (jnp.log(jnp.asarray(params.sigma2, jnp.float32)),) if learn_sigma2 else fixed
 
 
-def make_fit_step(optimizer: optax.GradientTransformation) -> Callable:
+def _from_trainable(trainable: tuple, sigma2) -> HMMParams:
+    """HMMParams from `trainable_parameters`; a fourth entry (log sigma2) replaces the fixed sigma2."""
+    if len(trainable) == 4:
+        return HMMParams(*trainable[:3], jnp.exp(trainable[3]))
+    return HMMParams(*trainable, sigma2)
+
+
+def make_fit_step(optimizer: optax.GradientTransformation, learn_sigma2: bool = False) -> Callable:
     """A jitted step(params, opt_state, batch) -> (params, opt_state, loss).
 
     loss = minus the mean log-likelihood per timepoint of ``params`` (before
-    the update); sigma2 is held fixed. opt_state = optimizer.init((Q, C, logits)).
+    the update). sigma2 is held fixed, or with learn_sigma2 updated through
+    its log like the other parameters. opt_state =
+    optimizer.init(trainable_parameters(params, learn_sigma2)).
     """
 
     def loss_fn(trainable, sigma2, batch):
-        return -mean_log_likelihood(HMMParams(*trainable, sigma2), batch)
+        return -mean_log_likelihood(_from_trainable(trainable, sigma2), batch)
 
     @jax.jit
     def step(params: HMMParams, opt_state, batch: PaddedBatch):
-        trainable = _trainable(params)
+        trainable = trainable_parameters(params, learn_sigma2)
         loss, grads = jax.value_and_grad(loss_fn)(trainable, params.sigma2, batch)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        return HMMParams(*optax.apply_updates(trainable, updates), params.sigma2), opt_state, loss
+        return _from_trainable(optax.apply_updates(trainable, updates), params.sigma2), opt_state, loss
 
     return step
 
 
-def _setup(sequences, n_states, sigma2, seed, test_sequences, init=None):
-    """Checked inputs -> (initial params, padded train batch, padded test batch or None)."""
+def _setup(sequences, n_states, sigma2, seed, test_sequences, init=None, learn_sigma2=False):
+    """Checked inputs -> (initial params, padded train batch, padded test batch or None).
+
+    A learned sigma2 starts, unless given, at the variance of a one-state fit (the mean
+    per-feature variance of the training data), an upper bound of the within-state variance.
+    """
     seqs = _as_sequences(sequences, n_states, "sequences")
+    if learn_sigma2 and sigma2 is None:
+        sigma2 = default_sigma2(seqs, reference_features=seqs[0].shape[1])
     params = init_params(seqs, n_states, sigma2, seed) if init is None else _check_init(init, n_states, seqs)
     if test_sequences is None:
         return params, pad_sequences(seqs), None
@@ -334,15 +360,21 @@ def fit_hmm(
     min_improvement: float = 1e-5,
     on_step: Callable[[int, float, float | None], None] | None = None,
     init: HMMParams | None = None,
+    learn_sigma2: bool = False,
 ) -> tuple[HMMParams, FitHistory]:
     """Fit by gradient ascent on the exact log-likelihood of all sequences.
 
     sequences: list of (T_i, D) arrays (or one array); n_states: K; sigma2:
-    fixed emission variance (default :func:`default_sigma2` of the training
-    data); optimizer: default `optimizers.hmm_optimizer` (learning_rate,
-    transition_learning_rate), any optax transformation of the
-    (Q, means, initial logits) tuple otherwise; transitions_phase: after the
-    joint phase stops, continue from its best parameters with
+    emission variance in the sequences' units squared, fixed (default
+    :func:`default_sigma2` of the training data) unless learn_sigma2;
+    learn_sigma2: train log sigma2 with the means (same optimiser group and
+    rate, frozen with them in the transitions phase), starting at sigma2 or,
+    by default, the one-state variance (mean per-feature variance);
+    optimizer: default `optimizers.hmm_optimizer` (learning_rate,
+    transition_learning_rate), any optax transformation of
+    `trainable_parameters` (Q, means, initial logits[, log sigma2])
+    otherwise; transitions_phase: after the joint phase stops, continue from
+    its best parameters with
     `optimizers.transitions_only_optimizer` (learning_rate) until patience runs
     out again (only with the default optimizer); max_steps: upper bound on
     the steps of both phases together; test_sequences: optional held-out
@@ -351,14 +383,16 @@ def fit_hmm(
     min_improvement (nats per timepoint; None never stops early); on_step(step,
     train_ll, test_ll) after each step, steps numbered across both phases;
     init: starting parameters instead of :func:`init_params` (their sigma2 is
-    then the fixed variance; sigma2 and seed are ignored). Returns (the
-    parameters with the highest monitored log-likelihood seen, history); the
+    then the fixed or starting variance; sigma2 and seed are ignored).
+    Returns (the parameters with the highest monitored log-likelihood seen, history); the
     same seed gives the same fit.
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
-    params, train, test = _setup(sequences, n_states, sigma2, seed, test_sequences, init)
+    params, train, test = _setup(sequences, n_states, sigma2, seed, test_sequences, init, learn_sigma2)
     fixed_sigma2 = params.sigma2
+    if learn_sigma2:  # the type every step hands back: the step is traced once, not twice
+        params = params._replace(sigma2=jnp.asarray(params.sigma2, jnp.float32))
     phases = [hmm_optimizer(learning_rate, transition_learning_rate) if optimizer is None else optimizer]
     if optimizer is None and transitions_phase:
         phases.append(transitions_only_optimizer(learning_rate))
@@ -371,8 +405,8 @@ def fit_hmm(
         if i > 0:
             phase_start, params = len(train_ll), monitor.best_params
             monitor.restart(len(train_ll))
-        step_fn = make_fit_step(phase_optimizer)
-        opt_state = phase_optimizer.init(_trainable(params))
+        step_fn = make_fit_step(phase_optimizer, learn_sigma2)
+        opt_state = phase_optimizer.init(trainable_parameters(params, learn_sigma2))
         for step in range(len(train_ll), max_steps):
             new_params, opt_state, loss = step_fn(params, opt_state, train)
             train_ll.append(-float(loss))
@@ -383,8 +417,9 @@ def fit_hmm(
             if stopped:
                 break
             params = new_params
-    # sigma2 went through jit as float32; hand back the exact value given.
-    best = monitor.best_params._replace(sigma2=fixed_sigma2)
+    # A fixed sigma2 went through jit as float32: hand back the exact value given.
+    best = monitor.best_params
+    best = best._replace(sigma2=float(best.sigma2) if learn_sigma2 else fixed_sigma2)
     return best, _history(train_ll, test_ll, monitor.best_step, stopped, train, test, phase_start)
 
 

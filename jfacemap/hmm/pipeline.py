@@ -10,10 +10,12 @@ Steps:
    (default 25 %) of each is held out, so test blocks are spread over the
    session and every block is an independent sequence to the HMM;
 3. z-score each feature with the training blocks' mean and SD (a constant
-   feature keeps SD 1 and becomes 0);
+   feature keeps SD 1 and becomes 0), unless zscore=False; the map is kept
+   (`HMMResult.transform`) so the model can be read in data units;
 4. fit by gradient ascent on the exact log-likelihood of the training blocks
    (`fit_hmm`: Adam with the transitions at a tenth of the means' rate, then
    the transitions alone), early stopping on the test blocks' log-likelihood;
+   the shared emission variance sigma2 fixed, or learned with the means;
    with `n_inits` > 1, several seeds and the fit with the best training
    log-likelihood is kept; then up to `refine` rounds re-seed states left
    without data and refit (`jfacemap.hmm.refine`), kept when the training
@@ -24,8 +26,10 @@ Steps:
    state order and forward-sequence lengths against shuffled runs;
 7. optionally the same on the data shuffled in time (the paper's control),
    timepoints permuted within the training and within the test blocks.
-Log-likelihoods are nats per timepoint of the z-scored, downsampled data;
-the test figure is also the early-stopping criterion, so slightly optimistic.
+Log-likelihoods are nats per timepoint of the data the model sees (z-scored,
+downsampled); `summary()` adds them in data units (downsampled features),
+comparable with and without z-scoring. The test figure is also the
+early-stopping criterion, so slightly optimistic.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from jfacemap.hmm.optimizers import default_transition_learning_rate
 from jfacemap.hmm.inference import sample
 from jfacemap.hmm.refine import reseed_proposal
 from jfacemap.hmm.sorting import sort_states
+from jfacemap.hmm.transform import FeatureTransform
 
 __all__ = ["ModelAnalysis", "HMMResult", "split_blocks", "zscore_columns", "describe_model", "run_hmm"]
 
@@ -168,9 +173,11 @@ def describe_model(A, states, dt: float, n_near: int = 5, seed: int = 0, n_shuff
 class HMMResult:
     """What `run_hmm` computed.
 
-    params: the fitted HMM (means in z-scored units); history: its fit record;
-    x: (T_d, D) downsampled, z-scored features; dt: seconds per model step;
-    zscore_mean, zscore_sd: (D,) of the downsampled features; train, test:
+    params: the fitted HMM (means and sigma2 in model units: z-scored unless
+    settings["zscore"] is False); history: its fit record; x: (T_d, D)
+    downsampled features in model units; dt: seconds per model step;
+    zscore_mean, zscore_sd: (D,) of the downsampled training features (0 and
+    1 without z-scoring), see `transform`; train, test:
     the blocks (slices of 0..T_d-1); states: (T_d,) Viterbi path;
     train_loglik, test_loglik: nats per timepoint (test NaN without test
     blocks); analysis: `describe_model`; sampled_states (n,), sampled: (n, D)
@@ -199,19 +206,30 @@ class HMMResult:
     seconds: float
 
     @property
+    def transform(self) -> FeatureTransform:
+        """Model units <-> downsampled features (data units); the identity without z-scoring."""
+        return FeatureTransform(self.zscore_mean, self.zscore_sd)
+
+    @property
     def transition_matrix(self) -> np.ndarray:
         """A (K, K) float64, rows summing to 1."""
         A = np.asarray(self.params.transition_matrix, np.float64)
         return A / A.sum(1, keepdims=True)
 
     def summary(self) -> dict:
-        """Scalars for summary.json: log-likelihoods, settings, fit record, analysis stats."""
+        """Scalars for summary.json: log-likelihoods (model units, then data units), settings, fit record,
+        sigma2 (model units) and its mean over features in data units, analysis stats."""
         h = self.history
+        jacobian = self.transform.log_jacobian
         out = {
             "train_loglik": self.train_loglik,
             "test_loglik": self.test_loglik,
+            "train_loglik_data_units": self.train_loglik + jacobian,
+            "test_loglik_data_units": self.test_loglik + jacobian,
             **self.settings,
             "sigma2": float(self.params.sigma2),
+            "sigma2_units": "z-scored" if self.settings.get("zscore", True) else "data",
+            "sigma2_data_units_mean": float(np.mean(self.transform.variance_to_data(self.params.sigma2))),
             "model_fps": 1.0 / self.dt,
             "n_timepoints": int(self.x.shape[0]),
             "n_features": int(self.x.shape[1]),
@@ -295,6 +313,8 @@ def run_hmm(
     *,
     downsample_factor: int = 10,
     sigma2: float | None = None,
+    learn_sigma2: bool = False,
+    zscore: bool = True,
     seed: int = 0,
     max_steps: int = 2000,
     learning_rate: float = 0.05,
@@ -311,8 +331,14 @@ def run_hmm(
     """Fit an HMM to features (T, D) recorded at fps Hz and analyse it (see the module docstring).
 
     n_states: K (**50**); downsample_factor: block-mean factor (**10**);
-    sigma2: emission variance in z-scored units (default: summed training
-    variance / 256 = D / 256); seed: init (means from random training
+    sigma2: the shared emission variance in the units of the data the model
+    sees: z-scored units (each feature divided by its training SD), or the
+    downsampled features' own units squared with zscore=False. Default:
+    summed training variance / 256 (= D / 256 when z-scored). learn_sigma2:
+    train it with the means (`fit_hmm`); sigma2 is then the start (default:
+    mean per-feature training variance). zscore: False fits the raw
+    (downsampled) features; the means' learning rate is then in their units,
+    so scale it with the features' SD. seed: init (means from random training
     timepoints) and sampling; max_steps, learning_rate,
     transition_learning_rate (default a tenth of learning_rate), patience: the
     Adam fit (`fit_hmm`, `hmm_optimizer`); test_fraction, n_segments: the block split
@@ -336,16 +362,21 @@ def run_hmm(
         raise ValueError(f"{raw.shape[0]} frames give {n_train} training timepoints after {downsample_factor}x "
                          f"downsampling, too few for {n_states} states")
     rows = np.concatenate([np.arange(s.start, s.stop) for s in train])
-    x, mean, sd = zscore_columns(xd, rows)
+    if zscore:
+        x, mean, sd = zscore_columns(xd, rows)
+    else:
+        x, mean, sd = xd, np.zeros(xd.shape[1]), np.ones(xd.shape[1])
     dt = downsample_factor / fps
     if transition_learning_rate is None:
         transition_learning_rate = default_transition_learning_rate(learning_rate)
     fit_kwargs = dict(max_steps=max_steps, learning_rate=learning_rate,
-                      transition_learning_rate=transition_learning_rate, patience=patience)
+                      transition_learning_rate=transition_learning_rate, patience=patience,
+                      learn_sigma2=learn_sigma2)
     settings = {"n_states": n_states, "downsample": downsample_factor, "fps": float(fps), "seed": seed,
                 "max_steps": max_steps, "learning_rate": learning_rate,
                 "transition_learning_rate": transition_learning_rate, "patience": patience,
                 "test_fraction": test_fraction, "n_inits": n_inits, "refine": refine,
+                "zscore": bool(zscore), "learn_sigma2": bool(learn_sigma2),
                 "split": f"{len(train)} segments, last {test_fraction:.0%} of each held out"}
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
