@@ -103,15 +103,26 @@ def _raise_in_module(module: str, error: Exception) -> Exception:
     raise AssertionError("not raised")
 
 
-def test_plain_value_errors_count_as_user_errors_only_where_listed():
+def test_only_jfacemap_and_os_errors_count_as_user_errors():
     assert is_user_error(JfacemapError("x")) and is_user_error(FileNotFoundError("x"))
     assert not is_user_error(ValueError("x")) and not is_user_error(KeyError("x"))
-    assert not is_user_error(_raise_in_module("jfacemap.encode.pipeline", ValueError("bug")))
-    assert not is_user_error(_raise_in_module("numpy.core", ValueError("bug")))
-    # TODO(issue 14): the hmm command still raises plain ValueError for bad input (see cli/app.py).
-    assert is_user_error(_raise_in_module("jfacemap.hmm.fit", ValueError("n_states must be >= 1")))
-    assert is_user_error(_raise_in_module("jfacemap.cli.hmm", ValueError("--fps must be > 0")))
-    assert not is_user_error(_raise_in_module("jfacemap.hmm.fit", RuntimeError("bug")))
+    for module in ("jfacemap.encode.pipeline", "jfacemap.hmm.fit", "jfacemap.cli.hmm", "numpy.core"):
+        assert not is_user_error(_raise_in_module(module, ValueError("bug"))), module
+    assert is_user_error(_raise_in_module("jfacemap.hmm.fit", JfacemapError("n_states must be >= 1")))
+
+
+def test_the_hmm_command_reports_bad_input_as_one_line(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    monkeypatch.delenv("JFACEMAP_DEBUG", raising=False)
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    x[3, 1] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(SystemExit) as exit_:
+        main(["hmm", str(tmp_path / "x.npy"), "--states", "2", "--downsample", "1", "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("jfacemap: error: ") and "x.npy" in line and "non-finite" in line
 
 
 # --------------------------------------------------------------- the source ---
@@ -152,7 +163,6 @@ def test_user_error_classes_share_the_base_class():
 # `raise ... from None` drops the cause a bug report needs. Left in files other work owns:
 KNOWN_FROM_NONE = {
     "nets/convert.py": 1,  # TODO(issue 14): chain the KeyError (nets/ is being reworked)
-    "cli/hmm.py": 2,  # TODO(issue 14): chain, and raise JfacemapError (cli/hmm.py is being reworked)
 }
 
 

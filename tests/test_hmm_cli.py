@@ -11,9 +11,10 @@ from scipy.special import logsumexp
 from typer.testing import CliRunner
 
 from jfacemap.cli import hmm as hmm_cli
-from jfacemap.cli import hmm_demo
-from jfacemap.cli.hmm_demo import stage_hmm
+from jfacemap.cli import demo as demo_cli
+from jfacemap.cli.demo import stage_hmm
 from jfacemap.cli.report import Report
+from jfacemap.errors import JfacemapError
 from jfacemap.hmm.controls import planted_sequence_transitions, sample_markov_chain
 from jfacemap.hmm.params_file import read_emissions, read_params
 from jfacemap.io.keypoints import write_facemap_pose
@@ -241,7 +242,7 @@ def _bad_inputs(root: Path) -> dict[str, Path]:
 def test_bad_inputs_fail_with_one_line_naming_the_file(tmp_path, case, words):
     path = _bad_inputs(tmp_path)[case]
     result = run(path, "--states", 4, "--out", tmp_path / "out")
-    assert result.exit_code != 0 and isinstance(result.exception, ValueError), result.output
+    assert result.exit_code != 0 and isinstance(result.exception, JfacemapError), result.output
     message = str(result.exception)
     assert "\n" not in message and str(path) in message and words in message, message
     assert not (tmp_path / "out").exists()
@@ -249,15 +250,15 @@ def test_bad_inputs_fail_with_one_line_naming_the_file(tmp_path, case, words):
 
 def test_bad_options_fail_before_reading(tmp_path):
     result = run(tmp_path / "x.npy", "--states", 1)
-    assert isinstance(result.exception, ValueError) and "--states" in str(result.exception)
+    assert isinstance(result.exception, JfacemapError) and "--states" in str(result.exception)
     result = run(tmp_path / "x.npy", "--test-fraction", 1.5)
-    assert isinstance(result.exception, ValueError) and "--test-fraction" in str(result.exception)
+    assert isinstance(result.exception, JfacemapError) and "--test-fraction" in str(result.exception)
     result = run(tmp_path / "x.npy", "--transition-learning-rate", 0)
-    assert isinstance(result.exception, ValueError) and "--transition-learning-rate" in str(result.exception)
+    assert isinstance(result.exception, JfacemapError) and "--transition-learning-rate" in str(result.exception)
 
 
 def test_demo_stage_skips_without_features_and_reports_with_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(hmm_demo, "DEMO_MAX_STEPS", 40)  # the wiring is under test, not the fit
+    monkeypatch.setattr(demo_cli, "DEMO_MAX_STEPS", 40)  # the wiring is under test, not the fit
     report = Report(tmp_path)
     ctx = SimpleNamespace(out=tmp_path, seed=0)
     stage_hmm(report, ctx)

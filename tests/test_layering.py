@@ -36,12 +36,7 @@ CLI_HELPERS = {
     "jfacemap.cli.progress": "progress bars on stderr, shared by every long command",
     "jfacemap.cli.report": "the demo's report writer (text + summary.json), a helper of `demo`",
 }
-KNOWN_CLI_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # TODO(issue 14): the HMM stage of the demo should call a package function (and read features with
-    # jfacemap.hmm / jfacemap.io); cli/hmm.py and cli/hmm_demo.py are being reworked under item 1.
-    ("jfacemap.cli.demo", "jfacemap.cli.hmm_demo"): "the demo's HMM stage lives in cli/hmm_demo.py",
-    ("jfacemap.cli.hmm_demo", "jfacemap.cli.hmm"): "load_features / write_hmm_outputs still live in cli/hmm.py",
-}
+KNOWN_CLI_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

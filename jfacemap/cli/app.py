@@ -32,27 +32,9 @@ app.command("hmm")(hmm.hmm)
 app.command("refine")(refine.refine)
 
 
-# TODO(issue 14): `jfacemap hmm` (cli/hmm.py, jfacemap/hmm/) still raises plain ValueError for bad input.
-# Until those raise JfacemapError, a ValueError raised by code in these modules is taken as a user error.
-PLAIN_VALUEERROR_MODULES = ("jfacemap.cli.hmm", "jfacemap.hmm")
-
-
-def _raised_in(error: BaseException, modules: tuple[str, ...]) -> bool:
-    """Whether the innermost frame of `error`'s traceback runs code of one of `modules` (or their submodules)."""
-    tb = error.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    name = tb.tb_frame.f_globals.get("__name__", "")
-    return any(name == m or name.startswith(m + ".") for m in modules)
-
-
 def is_user_error(error: BaseException) -> bool:
     """A JfacemapError (bad input, said in one line) or an OS error; anything else is a bug."""
-    if isinstance(error, (JfacemapError, OSError)):
-        return True
-    return isinstance(error, ValueError) and _raised_in(error, PLAIN_VALUEERROR_MODULES)
+    return isinstance(error, (JfacemapError, OSError))
 
 
 def main(argv: list[str] | None = None) -> None:

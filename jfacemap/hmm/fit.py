@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jfacemap.errors import JfacemapError
 from jfacemap.hmm.inference import forward_backward, gaussian_log_emissions, log_likelihood, viterbi
 from jfacemap.hmm.optimizers import hmm_optimizer, transitions_only_optimizer
 
@@ -111,23 +112,23 @@ class FitHistory:
 def check_features(x, n_states: int = 1) -> np.ndarray:
     """Validate one sequence of features; returns it as (T, D) float32.
 
-    Raises ValueError if x is not 2-D, has no features, has NaN/inf, or has
+    Raises JfacemapError if x is not 2-D, has no features, has NaN/inf, or has
     fewer timepoints than n_states (each state's mean starts on a distinct timepoint).
     """
     arr = np.asarray(x)
     if arr.ndim != 2:
-        raise ValueError(f"features must be a 2-D (timepoints, features) array, got shape {arr.shape}")
+        raise JfacemapError(f"features must be a 2-D (timepoints, features) array, got shape {arr.shape}")
     if arr.shape[1] == 0:
-        raise ValueError("features have 0 columns")
+        raise JfacemapError("features have 0 columns")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"features must be real numbers, got dtype {arr.dtype}")
+        raise JfacemapError(f"features must be real numbers, got dtype {arr.dtype}")
     bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
     if bad:
-        raise ValueError(f"features have {bad} non-finite values (NaN or inf)")
+        raise JfacemapError(f"features have {bad} non-finite values (NaN or inf)")
     if int(n_states) != n_states or n_states < 1:
-        raise ValueError(f"n_states must be a positive integer, got {n_states}")
+        raise JfacemapError(f"n_states must be a positive integer, got {n_states}")
     if arr.shape[0] < n_states:
-        raise ValueError(f"{arr.shape[0]} timepoints are too few for {n_states} states (need one per state)")
+        raise JfacemapError(f"{arr.shape[0]} timepoints are too few for {n_states} states (need one per state)")
     return arr.astype(np.float32, copy=False)
 
 
@@ -136,13 +137,13 @@ def _as_sequences(sequences, n_states: int, name: str) -> list[np.ndarray]:
         sequences = [sequences]
     seqs = [check_features(s, 1) for s in sequences]
     if not seqs:
-        raise ValueError(f"{name}: no sequences given")
+        raise JfacemapError(f"{name}: no sequences given")
     dims = {s.shape[1] for s in seqs}
     if len(dims) > 1:
-        raise ValueError(f"{name}: sequences have different numbers of features {sorted(dims)}")
+        raise JfacemapError(f"{name}: sequences have different numbers of features {sorted(dims)}")
     total = sum(s.shape[0] for s in seqs)
     if total < n_states:
-        raise ValueError(f"{name}: {total} timepoints are too few for {n_states} states")
+        raise JfacemapError(f"{name}: {total} timepoints are too few for {n_states} states")
     return seqs
 
 
@@ -154,12 +155,12 @@ def downsample(x, factor: int = 10) -> np.ndarray:
     """
     arr = np.asarray(x)
     if arr.ndim != 2:
-        raise ValueError(f"x must be a 2-D (frames, features) array, got shape {arr.shape}")
+        raise JfacemapError(f"x must be a 2-D (frames, features) array, got shape {arr.shape}")
     if int(factor) != factor or factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor}")
+        raise JfacemapError(f"factor must be a positive integer, got {factor}")
     n_blocks = arr.shape[0] // factor
     if n_blocks == 0:
-        raise ValueError(f"{arr.shape[0]} frames are fewer than the downsampling factor {factor}")
+        raise JfacemapError(f"{arr.shape[0]} frames are fewer than the downsampling factor {factor}")
     blocks = arr[: n_blocks * factor].astype(np.float64).reshape(n_blocks, factor, arr.shape[1])
     return blocks.mean(axis=1).astype(np.float32)
 
@@ -177,7 +178,7 @@ def default_sigma2(x, reference_features: int = REFERENCE_FEATURES) -> float:
     data = np.concatenate(seqs).astype(np.float64)
     total = float(np.var(data, axis=0).sum())
     if not total > 0:
-        raise ValueError("features are constant (zero variance): cannot set sigma2 from them")
+        raise JfacemapError("features are constant (zero variance): cannot set sigma2 from them")
     return total / reference_features
 
 
@@ -189,7 +190,7 @@ def init_params(sequences, n_states: int = 50, sigma2: float | None = None, seed
     picks = np.random.default_rng(seed).choice(data.shape[0], size=n_states, replace=False)
     sigma2 = default_sigma2(seqs) if sigma2 is None else float(sigma2)
     if not (np.isfinite(sigma2) and sigma2 > 0):
-        raise ValueError(f"sigma2 must be a positive number, got {sigma2}")
+        raise JfacemapError(f"sigma2 must be a positive number, got {sigma2}")
     return HMMParams(
         log_transition=jnp.asarray(3.0 * np.eye(n_states), jnp.float32),
         means=jnp.asarray(data[picks], jnp.float32),
@@ -294,7 +295,7 @@ def _setup(sequences, n_states, sigma2, seed, test_sequences, init=None, learn_s
         return params, pad_sequences(seqs), None
     test = _as_sequences(test_sequences, 1, "test_sequences")
     if test[0].shape[1] != seqs[0].shape[1]:
-        raise ValueError(f"test sequences have {test[0].shape[1]} features, training ones {seqs[0].shape[1]}")
+        raise JfacemapError(f"test sequences have {test[0].shape[1]} features, training ones {seqs[0].shape[1]}")
     return params, pad_sequences(seqs), pad_sequences(test)
 
 
@@ -303,9 +304,9 @@ def _check_init(init: HMMParams, n_states: int, seqs) -> HMMParams:
     K, D = n_states, seqs[0].shape[1]
     shapes = (np.shape(init.log_transition), np.shape(init.means), np.shape(init.initial_logits))
     if shapes != ((K, K), (K, D), (K,)):
-        raise ValueError(f"init parameters have shapes {shapes}, expected {((K, K), (K, D), (K,))}")
+        raise JfacemapError(f"init parameters have shapes {shapes}, expected {((K, K), (K, D), (K,))}")
     if not (np.isfinite(float(init.sigma2)) and float(init.sigma2) > 0):
-        raise ValueError(f"sigma2 must be a positive number, got {init.sigma2}")
+        raise JfacemapError(f"sigma2 must be a positive number, got {init.sigma2}")
     return HMMParams(*(jnp.asarray(a, jnp.float32) for a in init[:3]), float(init.sigma2))
 
 
@@ -336,7 +337,7 @@ class _Monitor:
     def update(self, step: int, value: float, params: HMMParams) -> bool:
         """Record value at step; True when patience has run out."""
         if not np.isfinite(value):
-            raise ValueError(f"log-likelihood became {value} at step {step}; lower the learning rate")
+            raise JfacemapError(f"log-likelihood became {value} at step {step}; lower the learning rate")
         if value > self.best or self.best_params is None:
             self.best, self.best_step, self.best_params = value, step, params
         if value > self.last_gain_value + self.min_improvement:
@@ -388,7 +389,7 @@ def fit_hmm(
     same seed gives the same fit.
     """
     if max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        raise JfacemapError(f"max_steps must be at least 1, got {max_steps}")
     params, train, test = _setup(sequences, n_states, sigma2, seed, test_sequences, init, learn_sigma2)
     fixed_sigma2 = params.sigma2
     if learn_sigma2:  # the type every step hands back: the step is traced once, not twice
@@ -479,7 +480,7 @@ def fit_hmm_em(
     max_steps; returns (final params, history).
     """
     if max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        raise JfacemapError(f"max_steps must be at least 1, got {max_steps}")
     params, train, test = _setup(sequences, n_states, sigma2, seed, test_sequences, init)
     fixed_sigma2 = params.sigma2
     train_ll, test_ll = [], []

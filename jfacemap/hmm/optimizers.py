@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import optax
 
+from jfacemap.errors import JfacemapError
+
 __all__ = ["default_transition_learning_rate", "hmm_optimizer", "transitions_only_optimizer"]
 
 
@@ -24,7 +26,7 @@ def default_transition_learning_rate(learning_rate: float) -> float:
 
 def _check_rate(name: str, value: float) -> None:
     if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value}")
+        raise JfacemapError(f"{name} must be a positive number, got {value}")
 
 
 _GROUPS = ("transitions", "means", "transitions", "means")  # Q, means, initial logits[, log sigma2]

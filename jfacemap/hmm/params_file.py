@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.hmm.fit import HMMParams
 from jfacemap.hmm.transform import FeatureTransform
 
@@ -81,7 +82,7 @@ def read_params(path: str | Path) -> SavedHMM:
         arrays = {k: np.asarray(z[k]) for k in z.files}
     missing = [k for k in ("means", "sigma2") if k not in arrays]
     if missing or not {"log_transition", "transition_matrix"} & arrays.keys():
-        raise ValueError(f"{path}: not an HMM params.npz (missing {', '.join(missing) or 'transition_matrix'})")
+        raise JfacemapError(f"{path}: not an HMM params.npz (missing {', '.join(missing) or 'transition_matrix'})")
     Q = arrays.get("log_transition")
     Q = np.log(np.maximum(arrays["transition_matrix"], 1e-30)) if Q is None else Q
     logits = arrays.get("initial_logits")

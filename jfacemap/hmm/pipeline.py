@@ -41,6 +41,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from jfacemap.errors import JfacemapError
 from jfacemap.hmm.analysis import (
     near_transitions, off_diagonal_transitions, run_lengths, sequence_length_histogram,
     shuffled_forward_lengths, forward_sequence_lengths, state_lifetimes, transition_sparsity,
@@ -51,6 +52,7 @@ from jfacemap.hmm.fit import (
     most_likely_states,
 )
 from jfacemap.hmm.optimizers import default_transition_learning_rate
+from jfacemap.hmm.params_file import params_arrays
 from jfacemap.hmm.inference import sample
 from jfacemap.hmm.refine import reseed_proposal
 from jfacemap.hmm.sorting import sort_states
@@ -72,16 +74,16 @@ def split_blocks(n_timepoints: int, test_fraction: float = 0.25, n_segments: int
     train. test_fraction = 0 gives no test blocks.
     """
     if not 0 <= test_fraction < 1:
-        raise ValueError(f"test fraction must be in [0, 1), got {test_fraction}")
+        raise JfacemapError(f"test fraction must be in [0, 1), got {test_fraction}")
     if n_segments < 1:
-        raise ValueError(f"n_segments must be >= 1, got {n_segments}")
+        raise JfacemapError(f"n_segments must be >= 1, got {n_segments}")
     n = max(1, min(n_segments, n_timepoints // min_segment))
     edges = np.linspace(0, n_timepoints, n + 1).round().astype(int)
     train, test = [], []
     for start, stop in zip(edges[:-1], edges[1:]):
         n_test = 0 if test_fraction == 0 else max(1, int(round(test_fraction * (stop - start))))
         if stop - start - n_test < 1:
-            raise ValueError(f"{n_timepoints} timepoints are too few to split into train and test blocks")
+            raise JfacemapError(f"{n_timepoints} timepoints are too few to split into train and test blocks")
         train.append(slice(start, stop - n_test))
         if n_test:
             test.append(slice(stop - n_test, stop))
@@ -215,6 +217,12 @@ class HMMResult:
         """A (K, K) float64, rows summing to 1."""
         A = np.asarray(self.params.transition_matrix, np.float64)
         return A / A.sum(1, keepdims=True)
+
+    def params_file_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of params.npz for this fit (`jfacemap.hmm.params_file`)."""
+        s = self.settings
+        return params_arrays(self.params, self.transform, zscored=s["zscore"], sigma2_learned=s["learn_sigma2"],
+                             fps=s["fps"], downsample=s["downsample"])
 
     def summary(self) -> dict:
         """Scalars for summary.json: log-likelihoods (model units, then data units), settings, fit record,
@@ -352,15 +360,15 @@ def run_hmm(
     start = time.perf_counter()
     raw = check_features(features, 1)
     if not (np.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps}")
+        raise JfacemapError(f"fps must be a positive number, got {fps}")
     if n_inits < 1:
-        raise ValueError(f"n_inits must be >= 1, got {n_inits}")
+        raise JfacemapError(f"n_inits must be >= 1, got {n_inits}")
     xd = downsample(raw, downsample_factor)
     train, test = split_blocks(len(xd), test_fraction, n_segments)
     n_train = sum(s.stop - s.start for s in train)
     if n_train < n_states:
-        raise ValueError(f"{raw.shape[0]} frames give {n_train} training timepoints after {downsample_factor}x "
-                         f"downsampling, too few for {n_states} states")
+        raise JfacemapError(f"{raw.shape[0]} frames give {n_train} training timepoints after {downsample_factor}x "
+                            f"downsampling, too few for {n_states} states")
     rows = np.concatenate([np.arange(s.start, s.stop) for s in train])
     if zscore:
         x, mean, sd = zscore_columns(xd, rows)
@@ -379,7 +387,7 @@ def run_hmm(
                 "zscore": bool(zscore), "learn_sigma2": bool(learn_sigma2),
                 "split": f"{len(train)} segments, last {test_fraction:.0%} of each held out"}
     if refine < 0:
-        raise ValueError(f"refine must be >= 0, got {refine}")
+        raise JfacemapError(f"refine must be >= 0, got {refine}")
     fitted = _fit_and_describe(x, train, test, n_states, sigma2, seed, n_inits, refine, fit_kwargs, on_step, 0,
                                dt, n_sample)
     control_result = None
