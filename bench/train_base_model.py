@@ -83,12 +83,10 @@ def cached_training_set(folder: Path, seeds, styles, n_frames: int, session_fram
 
 def real_face_errors(model, bodyparts) -> dict | None:
     """Error on ../shared/data/real-faces at 256 scale (None when absent): a measuring stick only."""
-    from bench.bench_real_faces import FACES, point_errors, summary
+    from bench.bench_real_faces import FACES, load_faces, point_errors, summary
 
     if not FACES.is_file():
         return None
-    from bench.bench_real_faces import load_faces
-
     images, keypoints, _ = load_faces(bodyparts)
     err, _ = point_errors(model, images, keypoints)
     return summary(err) | {"n_frames": int(len(images)), "p90_px": float(np.nanpercentile(err[np.isfinite(err)], 90))}

@@ -127,6 +127,8 @@ def sample_face_params(seed: int, style: str = "lab1", size: int = 256) -> FaceP
     )
     identity["eye_b"] = identity["eye_a"] * _u(rng, 0.66, 0.78)
     if style == "wild":
+        # After the lab identity draws on purpose: the wild sessions already
+        # rendered (bench results, the checkpointed training run) keep their values.
         return _sample_wild(rng, seed, size)
     if style == "lab1":
         camera = dict(
