@@ -7,7 +7,7 @@ For each simulation (jfacemap.synth.neural: neurons driven by rectified,
 temporally filtered functions of the keypoints, plus shared latents and
 noise; `--linear` variant: a linear function of the smoothed keypoints) it
 runs `encode_recording` (RRR rank 21 on 100-ms-smoothed keypoints; the deep
-encoder on the paper's schedule) and compares on the test frames:
+encoder on the default "validated" schedule, or --schedule paper / full) and compares on the test frames:
 
 - ve_*: mean variance explained per neuron; best_ve: the simulator's
   best achievable (variance of the behaviour-driven part);
@@ -36,7 +36,8 @@ from jfacemap.io.behavior import keypoint_coordinates  # noqa: E402
 from jfacemap.synth.neural import ground_truth_ve, simulate_neural  # noqa: E402
 
 
-def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int | None, rules: bool = True) -> dict:
+def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int | None,
+            schedule: str = "validated") -> dict:
     start = time.perf_counter()
     sim = simulate_neural(n_neurons=n_neurons, duration_s=seconds, seed=seed, linear=linear)
     t_sim = time.perf_counter() - start
@@ -48,15 +49,9 @@ def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int
                   + (f" test {row['test_loss']:.4f}" if row.get("test_loss") is not None else ""), flush=True)
 
     overrides = {} if epochs is None else {"epochs": epochs}
-    if not rules:  # the paper's full schedule whatever the data size (EncoderRecipe's defaults)
-        from jfacemap.encode.deep import EncoderRecipe
-
-        base = EncoderRecipe()
-        overrides = {"lr": base.lr, "weight_decay": base.weight_decay, "epochs": base.epochs,
-                     "lr_tail": base.lr_tail} | overrides
     start = time.perf_counter()
     result = encode_recording(sim.spks, sim.neural_times, x, sim.behavior_times, xpos=sim.xpos, ypos=sim.ypos,
-                              deep_overrides=overrides or None,
+                              deep_overrides=overrides or None, schedule=schedule,
                               on_epoch=on_epoch, log=lambda m: print("  " + m, flush=True))
     t_encode = time.perf_counter() - start
     truth = ground_truth_ve(sim, result.split.test_idx)
@@ -74,7 +69,9 @@ def run_one(linear: bool, n_neurons: int, seconds: float, seed: int, epochs: int
         "deep_of_best": s["normalized_ve_deep"] / best_normalized,
         "deep_of_best_raw": s["ve_deep"] / best,
         "deep_over_linear": s["deep_over_linear"],
-        "epochs": s["deep_recipe"]["epochs"], "lr": s["deep_recipe"]["lr"],
+        "schedule": schedule, "epochs": s["deep_recipe"]["epochs"], "lr": s["deep_recipe"]["lr"],
+        "epochs_run": s["deep_recipe"].get("epochs_run", s["deep_recipe"]["epochs"]),
+        "best_epoch": s["deep_recipe"].get("best_epoch"),
         "sim_seconds": t_sim, "encode_seconds": t_encode,
     }
     return row
@@ -87,8 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="deep epochs (default: the paper's schedule)")
     ap.add_argument("--only", choices=("linear", "non-linear"), default=None)
-    ap.add_argument("--no-rules", action="store_true",
-                    help="ignore the small-data rules (< 1 h of training data: LR / 2, 100 fewer epochs)")
+    ap.add_argument("--schedule", choices=("validated", "paper", "full"), default="validated",
+                    help="the deep encoder's schedule (jfacemap.encode.pipeline.deep_recipe)")
     args = ap.parse_args(argv)
 
     rows = []
@@ -97,12 +94,11 @@ def main(argv=None) -> int:
             continue
         print(f"{'linear' if linear else 'non-linear'} simulation: {args.neurons} neurons x {args.minutes:g} min",
               flush=True)
-        rows.append(run_one(linear, args.neurons, args.minutes * 60, args.seed, args.epochs, not args.no_rules)
-                    | {"rules": not args.no_rules})
+        rows.append(run_one(linear, args.neurons, args.minutes * 60, args.seed, args.epochs, args.schedule))
     print_table(rows, ["simulation", "best_ve", "ve_linear", "ve_deep", "true_explainable", "peer_explainable",
                        "best_normalized", "normalized_linear", "normalized_deep", "deep_of_best", "deep_over_linear"])
     name = "encode_simulated" if (args.neurons, args.minutes, args.epochs) == (10_000, 60.0, None) else "encode_simulated_custom"
-    name += "_no_rules" if args.no_rules else ""
+    name += "" if args.schedule == "validated" else f"_{args.schedule}"
     path = write_results(name, {"args": vars(args), "rows": rows, "machine": machine_info()})
     print(f"wrote {path}")
     return 0

@@ -16,4 +16,13 @@ __version__ = "0.1.0"
 # The shipped tracker (weights/base) that `track`, `finetune` and the demo use unless told otherwise.
 DEFAULT_TRACKER = "base"
 
-__all__ = ["FACEMAP_BODYPARTS", "ANALYSIS_BODYPARTS", "DEFAULT_TRACKER", "__version__"]
+# The paper's camera rate (Hz): synthetic sessions are made at it, and a behaviour file without
+# timestamps is read at it.
+DEFAULT_FPS = 50.0
+
+# Frames a tracked video is decoded in (`track_video`, `jfacemap track --chunk-size`): 20 MB at
+# 640x480, and the step a stopped run resumes from.
+DEFAULT_CHUNK = 64
+
+__all__ = ["FACEMAP_BODYPARTS", "ANALYSIS_BODYPARTS", "DEFAULT_TRACKER", "DEFAULT_FPS", "DEFAULT_CHUNK",
+           "__version__"]

@@ -64,7 +64,7 @@ def test_gaussian_smooth_sine_gain_and_timestamps():
         gaussian_smooth(x, 0.1)
     with pytest.raises(ValueError, match="sigma_s"):
         gaussian_smooth(x, -1.0, fps)
-    with pytest.raises(ValueError, match="timestamps for 300 frames"):
+    with pytest.raises(ValueError, match=r"200 timestamps, need one per frame \(300\)"):
         gaussian_smooth(x, 0.1, t[:200])
 
 
@@ -134,3 +134,20 @@ def test_segment_split_errors():
         segment_split(1000, fps=3.0, train_fraction=1.0)
     with pytest.raises(ValueError, match="not strictly increasing"):
         segment_split(np.array([0.0, 1.0, 1.0] + list(range(2, 300))))
+
+
+def test_hold_out_ends_carves_validation_after_a_gap_from_each_training_segment():
+    from jfacemap.encode.align import hold_out_ends
+
+    times = np.arange(3000) / 10.0  # 10 Hz
+    split = segment_split(times)
+    fit, val = hold_out_ends(split.train, times, fraction=0.1, gap_s=3.0)
+    assert len(fit) == len(val) == 10
+    for seg, f, v in zip(split.train, fit, val):
+        assert v[-1] == seg[-1] and len(v) == int(np.ceil(0.1 * len(seg)))  # the end of the segment
+        assert f[0] == seg[0] and times[v[0]] - times[f[-1]] >= 3.0 - 1e-9   # a 3 s gap before it
+        assert times[v[0]] - times[f[-1]] < 3.0 + 0.1 + 1e-9                  # and no more
+    # a segment too short for fit + gap + validation stays whole for fitting
+    short = (np.arange(20),)
+    fit, val = hold_out_ends(short, times, fraction=0.1, gap_s=3.0)
+    assert val == () and np.array_equal(fit[0], short[0])

@@ -177,3 +177,15 @@ def test_cumulative_ve_equals_pooled_neural_ve():
     # Default normalisation: by the variance inside the K PCs.
     cum_in = cumulative_ve_across_pcs(Y, Yhat)
     np.testing.assert_allclose(cum_in, cum * total / Y.var(0).sum())
+
+
+def test_explainable_ve_reliability():
+    from jfacemap.encode.metrics import explainable_ve_reliability
+
+    ok, why = explainable_ve_reliability(np.full(100, 0.2), {"linear": 0.5, "deep": 0.7})
+    assert ok and why == ""
+    ok, why = explainable_ve_reliability(np.r_[np.full(98, 0.0), 0.3, 0.3], {"linear": 2.68})
+    assert not ok and "explainable variance is 0.60% (< 1%)" in why and "2 of 100 neurons" in why
+    ok, why = explainable_ve_reliability(np.full(100, 0.05), {"linear": 0.9, "deep": 1.3})
+    assert not ok and "deep model is 130% (> 100%)" in why
+    assert not explainable_ve_reliability(np.full(3, np.nan))[0]

@@ -61,7 +61,7 @@ def test_bad_inputs(linear_sim):
     x = _inputs(sim)
     with pytest.raises(ValueError, match="does not cover the neural recording"):
         encode_recording(sim.spks, sim.neural_times + 1e4, x, sim.behavior_times)
-    with pytest.raises(ValueError, match="neural timestamps for"):
+    with pytest.raises(ValueError, match="neural times: .* timestamps, need one per neural frame"):
         encode_recording(sim.spks[:, :-1], sim.neural_times, x, sim.behavior_times)
     bad = x.copy()
     bad[5, 2] = np.nan

@@ -253,6 +253,30 @@ def test_training_beats_linear_baseline_on_planted_problem():
     assert hist[-1]["train_mse"] < hist[0]["train_mse"]
 
 
+def test_validation_keeps_the_best_epochs_weights_and_stops_after_patience():
+    """Pure-noise targets: the encoder can only overfit, so the validation loss bottoms out early;
+    the returned weights are that epoch's (their validation MSE equals the best in the history)."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((9000, 3)).astype(np.float32)
+    xt = np.arange(len(X)) / 50.0
+    yt = np.arange(0.05, xt[-1], 0.1)
+    Y = rng.standard_normal((len(yt), 4)).astype(np.float32)
+    segs = np.array_split(np.arange(len(yt)), 10)
+    fit = [s[: int(0.7 * len(s))] for s in segs]
+    val = [s[int(0.8 * len(s)):] for s in segs]
+    recipe = EncoderRecipe(lr=3e-2, epochs=200, lr_tail=(), eval_every=2, patience=10)
+    model, hist = train_encoder(X, xt, Y, yt, fit, recipe, init_model=_model(n_out=4), val_segments=val)
+    scored = [(r["val_loss"], r["epoch"]) for r in hist if r["val_loss"] is not None]
+    best_loss, best_epoch = min(scored)
+    assert [r["epoch"] for r in hist if r["best"]][-1] == best_epoch
+    assert len(hist) - 1 - best_epoch in range(10, 12), "stops once 10 epochs pass without a better loss"
+    assert len(hist) < 200
+    v = np.concatenate(val)
+    returned = np.mean((predict_neural(model, X, xt, yt)[v] - Y[v]) ** 2)
+    assert returned == pytest.approx(best_loss, rel=1e-4)
+    assert hist[-1]["val_loss"] is None or hist[-1]["val_loss"] >= best_loss
+
+
 # ----------------------------------------------------------------- storage ---
 
 
@@ -290,13 +314,13 @@ def test_bad_inputs_raise_clear_errors():
     bad_x[10, 1] = np.nan
     with pytest.raises(ValueError, match="X has NaN"):
         train_encoder(bad_x, xt, Y, yt, seg, r, init_model=m)
-    with pytest.raises(ValueError, match="x_times must be 1-D with one time per"):
+    with pytest.raises(ValueError, match=r"x_times: 599 timestamps, need one per row of X \(600\)"):
         train_encoder(X, xt[:-1], Y, yt, seg, r, init_model=m)
     with pytest.raises(ValueError, match="y_times must be 1-D"):
         predict_neural(m, X, xt, np.zeros((2, 2)))
     shuffled = xt.copy()
     shuffled[[5, 6]] = shuffled[[6, 5]]
-    with pytest.raises(ValueError, match="x_times must be strictly increasing"):
+    with pytest.raises(ValueError, match="x_times is not strictly increasing"):
         predict_neural(m, X, shuffled, yt)
     with pytest.raises(ValueError, match="outside the video times"):
         train_encoder(X, xt, Y, yt + 1.0, seg, r, init_model=m)

@@ -316,3 +316,40 @@ def test_state_triggered_responses_select_planted_neurons_and_generalise():
     # raw ranking picks the always-on neurons instead
     raw = state_triggered_responses(path, spks, K, n_top=n_top, relative=False)
     assert np.all(raw.neurons >= 50)
+
+
+def test_run_hmm_gives_state_triggered_responses_of_the_neurons_it_is_given(tmp_path):
+    """run_hmm(responses=...): block-means the activity like the features, picks each fitted state's
+    neurons on training trials (runs in the training blocks) and scores them on the test blocks."""
+    from jfacemap.hmm.pipeline import run_hmm
+    from jfacemap.io.hmm_outputs import write_hmm_outputs
+
+    rng = np.random.default_rng(20)
+    K, D, n_top, factor = 3, 4, 3, 2
+    path = sample_markov_chain(planted_sequence_transitions(K, p_stay=0.95, forward=(0.8,)), 4000, seed=21)
+    means = 4.0 * rng.standard_normal((K, D))
+    features = means[path] + rng.standard_normal((len(path), D))
+    spks = rng.gamma(2.0, 1.0, size=(len(path), K * n_top + 20))  # (T, n_neurons), like the features
+    for k in range(K):
+        spks[np.ix_(np.flatnonzero(path == k), np.arange(k * n_top, (k + 1) * n_top))] += 3.0
+    result = run_hmm(features, 50.0, K, downsample_factor=factor, max_steps=300, refine=0, n_sample=5,
+                     responses=spks)
+    res = result.responses
+    assert res.population.shape == (K, len(res.trial_state)) and res.neurons.shape == (K, 10)
+    train_mask = np.zeros(len(result.states), bool)
+    for s in result.train:
+        train_mask[s] = True
+    all_train = [train_mask[a:a + n].all() for a, n in zip(res.trial_start, res.trial_length)]
+    np.testing.assert_array_equal(res.trial_split == 0, all_train)
+    true_steps = path[::factor][: len(result.states)]
+    for k in range(K):  # fitted state k is a relabelled true state: its tuned neurons come first
+        truth = np.bincount(true_steps[result.states == k], minlength=K).argmax()
+        assert set(res.neurons[k, :n_top]) == set(range(truth * n_top, (truth + 1) * n_top))
+    off = res.response[~np.eye(K, dtype=bool)].reshape(K, K - 1)
+    assert np.all(np.diag(res.response) > off.max(1) + 0.2)  # 3 tuned (+3) of the 10 neurons shown
+    summary = result.summary()
+    assert summary["state_response_own"] > summary["state_response_other"] + 0.3
+    arrays = np.load(write_hmm_outputs(tmp_path / "hmm", result)["analysis_npz"])
+    np.testing.assert_array_equal(arrays["response_neurons"], res.neurons)
+    with pytest.raises(ValueError, match=r"responses must be \(T=4000, n_neurons\)"):
+        run_hmm(features, 50.0, K, responses=spks[:-1])

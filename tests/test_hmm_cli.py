@@ -2,7 +2,6 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from jfacemap.cli import hmm as hmm_cli
 from jfacemap.cli import demo as demo_cli
-from jfacemap.cli.demo import stage_hmm
+from jfacemap.cli.demo import report_hmm
 from jfacemap.cli.report import Report
 from jfacemap.errors import JfacemapError
 from jfacemap.hmm.controls import planted_sequence_transitions, sample_markov_chain
@@ -257,19 +256,16 @@ def test_bad_options_fail_before_reading(tmp_path):
     assert isinstance(result.exception, JfacemapError) and "--transition-learning-rate" in str(result.exception)
 
 
-def test_demo_stage_skips_without_features_and_reports_with_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_cli, "DEMO_MAX_STEPS", 40)  # the wiring is under test, not the fit
+def test_demo_hmm_report_writes_outputs_and_strict_json(tmp_path):
+    from jfacemap.hmm.pipeline import run_hmm
+
     report = Report(tmp_path)
-    ctx = SimpleNamespace(out=tmp_path, seed=0)
-    stage_hmm(report, ctx)
-    assert "skipped" in report.sections[-1][1][0]
     rng = np.random.default_rng(2)
     x = rng.normal(size=(3000, 256)).astype(np.float32)  # 300 timepoints at 5 Hz
-    (tmp_path / "encode").mkdir()
-    np.savez(tmp_path / "encode" / "features.npz", features=x, times=np.arange(3000) / 50.0)
-    stage_hmm(report, ctx)
+    result = run_hmm(x, 50.0, demo_cli.DEMO_STATES, max_steps=40, refine=1, control=True)
+    report_hmm(report, tmp_path, result, "random features")
     title, lines = report.sections[-1]
-    numbers = report.numbers[title]
+    numbers = report.numbers["hmm"]
     assert numbers["n_states"] == 20 and np.isfinite(numbers["test_loglik"])
     assert np.isfinite(numbers["control_test_loglik"])
     assert (tmp_path / "hmm" / "summary.json").is_file()

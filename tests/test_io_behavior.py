@@ -53,10 +53,10 @@ def test_arrays_and_errors(tmp_path):
     with pytest.raises(BehaviorFileError, match="nan.npy: 1 NaN/inf values"):
         read_behavior(tmp_path / "nan.npy", fps=10)
     np.save(tmp_path / "t.npy", np.arange(99.0))
-    with pytest.raises(BehaviorFileError, match="99 timestamps for 100 frames"):
+    with pytest.raises(BehaviorFileError, match=r"t.npy: 99 timestamps, need one per frame \(100\)"):
         read_behavior(tmp_path / "feat.npy", times=tmp_path / "t.npy")
     np.save(tmp_path / "t2.npy", np.r_[np.arange(50.0), np.arange(50.0)])
-    with pytest.raises(BehaviorFileError, match="increase strictly"):
+    with pytest.raises(BehaviorFileError, match="t2.npy is not strictly increasing"):
         read_timestamps(tmp_path / "t2.npy", 100)
     np.save(tmp_path / "flat.npy", np.zeros(5))
     with pytest.raises(BehaviorFileError, match="2-D"):
@@ -81,3 +81,20 @@ def test_movie_svd_file_gives_motion_or_movie_pcs(tmp_path):
     assert motion.kind == "motion_pcs" and movie.kind == "movie_pcs"
     assert motion.values.shape == movie.values.shape == (60, 5)
     np.testing.assert_allclose(movie.values, result.full.movie_pcs, rtol=1e-5)
+
+
+def test_a_bodypart_never_visible_is_left_out_with_a_warning(tmp_path, keypoints):
+    from jfacemap.io.behavior import UnusableBodypartWarning
+
+    kp = keypoints[:, :3].copy()
+    kp[:, 1, :2] = np.nan  # "b" is never visible, like a synthetic session's hidden paw
+    path = tmp_path / "pose.csv"
+    write_dlc_csv(path, kp, ["a", "b", "c"], index=list(range(200)))
+    with pytest.warns(UnusableBodypartWarning, match=r"pose\.csv: left out bodypart 'b': never visible"):
+        b = read_behavior(path, fps=50.0)
+    assert b.names == ("a_x", "a_y", "c_x", "c_y")
+    np.testing.assert_allclose(b.values[:, 2], kp[:, 2, 0], rtol=1e-5)
+    kp[:, :, :2] = np.nan
+    write_dlc_csv(path, kp, ["a", "b", "c"], index=list(range(200)))
+    with pytest.raises(BehaviorFileError, match=r"pose\.csv: no bodypart is ever visible"):
+        read_behavior(path, fps=50.0)

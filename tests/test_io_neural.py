@@ -77,8 +77,8 @@ def test_object_npy_with_code_is_refused(tmp_path):
 
 @pytest.mark.parametrize("arrays, message", [
     ({"spks": np.zeros((3, 10)), "xpos": np.zeros(4), "ypos": np.zeros(3)}, "xpos has 4 values but spks has 3 neurons"),
-    ({"spks": np.zeros((3, 10)), "timestamps": np.arange(9.0)}, "timestamps has 9 values but spks has 10 frames"),
-    ({"spks": np.zeros((3, 10)), "timestamps": np.zeros(10)}, "timestamps must increase"),
+    ({"spks": np.zeros((3, 10)), "timestamps": np.arange(9.0)}, r"timestamps: 9 timestamps, need one per frame of spks \(10\)"),
+    ({"spks": np.zeros((3, 10)), "timestamps": np.zeros(10)}, "timestamps is not strictly increasing"),
     ({"spks": np.zeros((3, 10)), "xpos": np.zeros(3)}, "xpos without the other"),
     ({"spks": np.zeros(10)}, "must be 2-D"),
     ({"activity": np.zeros((3, 10))}, "no 'spks' array"),

@@ -5,10 +5,13 @@ exception below that the code no longer needs (delete it from the list).
 Layers, bottom to top (a unit may import units of lower layers only):
   0  io, nets, hmm           files, networks, state models: they import nothing else from jfacemap
   1  synth, track, encode    the stages; they do not import each other (none does today)
-  2  figures, refine         figures draw results; refine is the labelling app over track; neither imports the other
+  2  figures, refine, chain  figures draw results; refine is the labelling app over track; `jfacemap.chain` runs
+                            the stages as one call (video -> keypoints -> encoder -> HMM); none imports another
   3  cli                     the commands: may import anything; only the console entry imports it
 Every unit may also import the top-level leaf modules: the package root (its `__init__` holds constants such
-as DEFAULT_TRACKER), `jfacemap.skeleton` and `jfacemap.errors`; those import only each other.
+as DEFAULT_TRACKER), `jfacemap.skeleton`, `jfacemap.errors`, `jfacemap.exports` (lazy public names of a
+subpackage: they resolve inside that subpackage) and `jfacemap.series` (z-scoring and the train/test split,
+shared by hmm and the stages, which have no lower common layer); those import only each other.
 
 Inside cli, a command module imports no other command module: what two commands share lives in the
 package stage it belongs to. Allowed: `app` (registers every command), and the CLI helpers below.
@@ -23,8 +26,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jfacemap"
 
-LAYERS = [{"io", "nets", "hmm"}, {"synth", "track", "encode"}, {"figures", "refine"}, {"cli"}]
-LEAF_MODULES = {"jfacemap", "jfacemap.skeleton", "jfacemap.errors"}
+LAYERS = [{"io", "nets", "hmm"}, {"synth", "track", "encode"}, {"figures", "refine", "jfacemap.chain"}, {"cli"}]
+LEAF_MODULES = {"jfacemap", "jfacemap.skeleton", "jfacemap.errors", "jfacemap.exports", "jfacemap.series"}
 # Modules outside cli that may import it: the console entry (`python -m jfacemap`), if there is one.
 CLI_ENTRY_POINTS = {"jfacemap.__main__"}
 
@@ -109,9 +112,10 @@ def unit_violation(source: str, target: str) -> str | None:
     return None
 
 
-def test_every_subpackage_has_a_layer():
+def test_every_subpackage_and_top_level_module_has_a_layer():
     on_disk = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert on_disk == {u for units in LAYERS for u in units}, "add new subpackages to LAYERS"
+    on_disk |= {f"jfacemap.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert on_disk - LEAF_MODULES == {u for units in LAYERS for u in units}, "add new units to LAYERS"
 
 
 def test_imports_go_down_the_layers():

@@ -11,9 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from jfacemap.cli.svd import parse_roi, svd
-from jfacemap.encode.movie_pcs import (
-    _runs, check_rois, movie_svd, sample_plan, spatial_bin, top_components,
-)
+from jfacemap.encode.movie_pcs import _runs, check_rois, movie_svd, sample_plan, spatial_bin
+from jfacemap.encode.svd import top_components
 from jfacemap.encode.movie_pcs_store import load_movie_svd, save_movie_svd
 from jfacemap.io.video import write_video
 

@@ -198,3 +198,31 @@ def test_resume_is_byte_identical_on_hard_videos(hard_clips, tmp_path, name):
                           "their keypoints are NaN with likelihood 0"] * 2
     else:
         assert warned == []
+
+
+def test_track_videos_keep_going_skips_bad_videos_through_its_callbacks(clip, tmp_path):
+    import contextlib
+
+    video, model, names = clip
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    skipped, opened = [], []
+
+    @contextlib.contextmanager
+    def per_video(v, out):
+        opened.append((v.name, out.name))
+        progress = []
+        yield {"on_progress": progress.append}
+        assert sum(progress) == N_FRAMES  # runs only after a tracked video
+
+    written = track_videos([bad, video], model, names, out_dir=tmp_path / "out", keep_going=True,
+                           on_error=lambda v, err: skipped.append((v.name, str(err))), per_video=per_video,
+                           chunk_size=8, predictors=SHARED)
+    assert written == [tmp_path / "out" / "mouse_FacemapPose.h5"] and written[0].is_file()
+    assert [name for name, _ in skipped] == ["bad.mp4"] and "bad.mp4" in skipped[0][1]
+    assert opened == [("bad.mp4", "bad_FacemapPose.h5"), ("mouse.mkv", "mouse_FacemapPose.h5")]
+    with pytest.warns(predict_mod.VideoSkippedWarning, match="skipped bad.mp4"):  # the default callback
+        track_videos([bad], model, names, out_dir=tmp_path / "out", keep_going=True)
+    with pytest.raises(VideoError, match="bad.mp4"):  # without keep_going the first bad video stops it
+        track_videos([bad, video], model, names, out_dir=tmp_path / "out2", chunk_size=8, predictors=SHARED)
+    assert not (tmp_path / "out2" / "mouse_FacemapPose.h5").exists()

@@ -6,6 +6,7 @@ its figures; later stages append themselves to `STAGES`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,6 @@ import typer
 
 from jfacemap.cli.progress import progress_bar
 from jfacemap.cli.report import Report
-from jfacemap.errors import JfacemapError
 from jfacemap.figures import have_matplotlib
 from jfacemap.io.keypoints import read_facemap_pose
 from jfacemap.io.video import VideoError, iter_chunks, read_frames, video_info
@@ -50,7 +50,8 @@ def stage_session(report: Report, ctx: DemoContext) -> None:
     ]
     picks = np.linspace(0, ctx.n_frames - 1, 8).round().astype(int)
     sheet = ctx.out / "contact_sheet.png"
-    save_contact_sheet(sheet, read_frames(ctx.files.video, picks), keypoints[picks], bodyparts)
+    save_contact_sheet(sheet, read_frames(ctx.files.video, picks), keypoints[picks], bodyparts,
+                       frame_indices=picks, fps=ctx.fps)
     report.figure(sheet)
     if have_matplotlib():
         from jfacemap.figures.session import plot_keypoint_traces, plot_latents
@@ -61,7 +62,8 @@ def stage_session(report: Report, ctx: DemoContext) -> None:
         report.figure(plot_keypoint_traces(keypoints, bodyparts, ctx.fps, ctx.out / "keypoint_traces.png"))
     else:
         lines.append("(plots skipped: pip install 'jfacemap[plot]' for matplotlib figures)")
-    report.section("Synthetic session", lines, {"visible_fraction": dict(zip(bodyparts, visible.tolist()))})
+    report.section("Synthetic session", lines, {"visible_fraction": dict(zip(bodyparts, visible.tolist()))},
+                   key="session")
 
 
 def stage_video_io(report: Report, ctx: DemoContext) -> None:
@@ -88,26 +90,17 @@ def stage_video_io(report: Report, ctx: DemoContext) -> None:
     ]
     if decoded != ctx.n_frames:
         raise VideoError(f"{ctx.files.video}: wrote {ctx.n_frames} frames but decoded {decoded}")
-    report.section("Video round trip", lines, numbers)
+    report.section("Video round trip", lines, numbers, key="video")
 
 
-def stage_tracking(report: Report, ctx: DemoContext) -> None:
-    """Track the session with the shipped tracker and score it against the ground truth."""
+def report_tracking(report: Report, ctx: DemoContext, tracked: np.ndarray, bodyparts, seconds: float) -> None:
+    """Score the tracked keypoints (before outlier filling) against the session's ground truth."""
     from jfacemap import DEFAULT_TRACKER
-    from jfacemap.track.model_store import list_trackers, load_tracker
-    from jfacemap.track.predict import track_video
+    from jfacemap.track.model_store import load_tracker
 
-    if DEFAULT_TRACKER not in list_trackers():
-        report.section("Tracking", [f"skipped: no shipped tracker named {DEFAULT_TRACKER!r} in weights/"])
-        return
-    model, bodyparts, meta = load_tracker(DEFAULT_TRACKER)
+    meta = load_tracker(DEFAULT_TRACKER)[2]
     truth, truth_names = read_facemap_pose(ctx.files.keypoints)
-    start = time.perf_counter()
-    with progress_bar(ctx.n_frames, f"tracking with {DEFAULT_TRACKER!r}") as advance:
-        tracked = track_video(ctx.files.video, model, bodyparts, out_path=ctx.out / "tracked" / "session_FacemapPose.h5",
-                              on_progress=advance)
-    seconds = time.perf_counter() - start
-    columns = [bodyparts.index(name) for name in truth_names]
+    columns = [list(bodyparts).index(name) for name in truth_names]
     errors = np.linalg.norm(tracked[:, columns, :2] - truth[..., :2], axis=-1)  # NaN where not visible
     per_keypoint = {name: float(np.nanmean(errors[:, k])) for k, name in enumerate(truth_names)
                     if np.isfinite(errors[:, k]).any()}
@@ -132,103 +125,82 @@ def stage_tracking(report: Report, ctx: DemoContext) -> None:
         report.figure(plot_keypoint_traces(tracked[:, columns], truth_names, ctx.fps,
                                            ctx.out / "tracked_traces.png", reference=truth))
         report.figure(plot_error_percentiles(errors, truth_names, ctx.out / "tracking_error.png"))
-    report.section("Tracking", lines, numbers)
+    report.section("Tracking", lines, numbers, key="tracking")
 
 
-ENCODE_NEURONS = 2000
-ENCODE_MINUTES = 20.0
+def report_encode(report: Report, ctx: DemoContext, sim, tracked, truth, seconds: float) -> None:
+    """Both encoders from tracked keypoints, and from the ground truth: what tracking error costs."""
+    from jfacemap.synth.neural import ground_truth_ve
 
-
-def stage_encode(report: Report, ctx: DemoContext) -> None:
-    """Simulated neurons driven by this mouse's behaviour, predicted by the linear and the deep model."""
-    from jfacemap.encode.outputs import write_encode_outputs
-    from jfacemap.encode.pipeline import deep_recipe, encode_recording
-    from jfacemap.io.behavior import keypoint_coordinates
-    from jfacemap.synth.neural import ground_truth_ve, simulate_neural
-
-    start = time.perf_counter()
-    sim = simulate_neural(n_neurons=ENCODE_NEURONS, duration_s=ENCODE_MINUTES * 60, seed=ctx.seed)
-    x, _ = keypoint_coordinates(sim.keypoints, sim.bodyparts)
-    epochs = deep_recipe(sim.n_neurons, sim.neural_times).epochs
-    with progress_bar(epochs, "training the deep encoder") as advance:
-        result = encode_recording(sim.spks, sim.neural_times, x, sim.behavior_times, xpos=sim.xpos, ypos=sim.ypos,
-                                  on_epoch=lambda epoch, row: advance(1))
-    write_encode_outputs(ctx.out / "encode", result, x, sim.behavior_times, sim.neural_times, sim.xpos, sim.ypos,
-                         {"neural": "jfacemap.synth.simulate_neural", "behavior": "ground-truth keypoints"})
-    test = result.split.test_idx
-    truth = ground_truth_ve(sim, test)
-    s = result.summary
-    best_normalized = float(truth["best_ve"].mean() / truth["explainable_ve"].mean())
-    numbers = {k: s[k] for k in ("explainable_ve", "ve_linear", "ve_deep", "normalized_ve_linear", "normalized_ve_deep")}
-    numbers |= {"true_explainable_ve": float(truth["explainable_ve"].mean()), "best_ve": float(truth["best_ve"].mean()),
-                "best_normalized_ve": best_normalized, "seconds": time.perf_counter() - start}
+    test = tracked.split.test_idx
+    gt = ground_truth_ve(sim, test)
+    best_normalized = float(gt["best_ve"].mean() / gt["explainable_ve"].mean())
+    keys = ("explainable_ve", "ve_linear", "ve_deep", "normalized_ve_linear", "normalized_ve_deep")
+    numbers = {"behavior_source": "tracked", **{k: tracked.summary[k] for k in keys},
+               "ground_truth_keypoints": {k: truth.summary[k] for k in keys if k != "explainable_ve"},
+               "true_explainable_ve": float(gt["explainable_ve"].mean()), "best_ve": float(gt["best_ve"].mean()),
+               "best_normalized_ve": best_normalized, "n_neurons": sim.n_neurons, "neural_fps": DEMO_NEURAL_FPS,
+               "n_test_frames": int(len(test)), "deep_schedule": tracked.summary["deep_recipe"],
+               "seconds": seconds}
+    t, g = tracked.summary, truth.summary
+    pct = lambda v: f"{100 * v:5.1f}%"  # noqa: E731
     lines = [
-        f"{ENCODE_NEURONS} simulated neurons at 3 Hz for {ENCODE_MINUTES:g} min, driven by non-linear, filtered "
-        "functions of this mouse's keypoints (ground truth, 50 Hz) plus shared latents and noise",
-        f"explainable variance: peer prediction {100 * s['explainable_ve']:.1f}% "
-        f"(simulator's truth {100 * numbers['true_explainable_ve']:.1f}%)",
-        f"variance explained (test): linear {100 * s['ve_linear']:.1f}%, deep {100 * s['ve_deep']:.1f}% "
-        f"(best achievable {100 * numbers['best_ve']:.1f}%)",
-        f"normalised: linear {100 * s['normalized_ve_linear']:.0f}%, deep {100 * s['normalized_ve_deep']:.0f}% "
-        f"(best achievable {100 * best_normalized:.0f}%)",
-        f"outputs in {ctx.out / 'encode'} ({numbers['seconds']:.0f} s)",
+        f"{sim.n_neurons} simulated neurons at {DEMO_NEURAL_FPS:g} Hz over {sim.neural_times[-1] - sim.neural_times[0]:.0f} s, "
+        "driven by non-linear, filtered functions of this session's own behaviour plus shared latents and noise",
+        f"test frames: {len(test)} ({len(tracked.split.test)} segments, each after a 3 s gap); the deep encoder "
+        f"stopped at epoch {t['deep_recipe'].get('best_epoch', '?')} of {t['deep_recipe']['epochs']} "
+        "(best validation loss)",
+        f"explainable variance: peer prediction {pct(t['explainable_ve'])} (simulator's truth "
+        f"{pct(numbers['true_explainable_ve'])})",
+        f"{'variance explained (test)':34s}{'tracked keypoints':>18s}{'true keypoints':>16s}",
+        f"{'  linear (RRR)':34s}{pct(t['ve_linear']):>18s}{pct(g['ve_linear']):>16s}",
+        f"{'  deep':34s}{pct(t['ve_deep']):>18s}{pct(g['ve_deep']):>16s}",
+        f"{'  best achievable':34s}{pct(numbers['best_ve']):>18s}{pct(numbers['best_ve']):>16s}",
+        f"outputs in {ctx.out / 'encode'} (tracked) and {ctx.out / 'encode_ground_truth'} ({seconds:.0f} s)",
     ]
     if have_matplotlib():
         from jfacemap.encode.neural_pcs import predicted_activity
         from jfacemap.figures.encode import plot_example_neurons, plot_variance_explained
 
-        report.figure(plot_variance_explained(result.ve, result.explainable_ve, ctx.out / "encode_variance.png",
-                                              best=truth["best_ve"]))
-        neurons = np.argsort(-np.nan_to_num(result.explainable_ve))[:5]
-        segment = result.split.test[len(result.split.test) // 2]
-        z = (sim.spks[neurons] - sim.spks[neurons].mean(1, keepdims=True)) / sim.spks[neurons].std(1, keepdims=True)
-        preds = {m: predicted_activity(p[segment], None if result.U is None else result.U[neurons])
-                 for m, p in result.predictions.items()}
+        report.figure(plot_variance_explained(tracked.ve, tracked.explainable_ve, ctx.out / "encode_variance.png",
+                                              best=gt["best_ve"]))
+        neurons = np.argsort(-np.nan_to_num(tracked.explainable_ve))[:5]
+        segment = tracked.split.test[len(tracked.split.test) // 2]
+        spks = np.asarray(sim.spks[neurons], np.float64)
+        z = (spks - spks.mean(1, keepdims=True)) / spks.std(1, keepdims=True)
+        preds = {m: predicted_activity(p[segment], None if tracked.U is None else tracked.U[neurons])
+                 for m, p in tracked.predictions.items()}
         report.figure(plot_example_neurons(z[:, segment], preds, sim.neural_times[segment],
                                            ctx.out / "encode_neurons.png", [f"neuron {i}" for i in neurons]))
-    report.section("Encode (neural prediction)", lines, numbers)
+    report.section("Encode (neural prediction)", lines, numbers, key="encode")
 
 
 DEMO_STATES = 20
 DEMO_MAX_STEPS = 300  # early stopping on the test blocks usually ends the fit well before
 DEMO_REFINE = 3       # rounds of re-seeding unused states (jfacemap.hmm.refine)
+DEMO_NEURONS = 2000
+DEMO_NEURAL_FPS = 10.0  # a fast two-photon rate: a few minutes of session still give thousands of neural frames
+# Shortest session the chain runs on: 10 segments each of >= 12 s (75 % train, a 3 s gap, test), the
+# simulator's 7 s of behaviour around the neural frames, and a margin.
+DEMO_MIN_CHAIN_FRAMES = 7500
 
 
-def stage_hmm(report, ctx) -> None:
-    """The HMM stage: fit DEMO_STATES states to the deep encoder's 256 features (10x downsampled) and a
-    temporally shuffled control; report lifetimes, test log-likelihood and forward sequences."""
-    from jfacemap.hmm.pipeline import run_hmm
-    from jfacemap.io.hmm_outputs import load_features, write_hmm_outputs
+def report_hmm(report: Report, out: Path, result, source: str) -> None:
+    """The HMM fitted to the deep features (and its time-shuffled control): lifetimes, likelihoods, sequences."""
+    from jfacemap.io.hmm_outputs import write_hmm_outputs
 
     title = "HMM (behavioural states)"
-    source = ctx.out / "encode" / "features.npz"
-    if not source.is_file():
-        report.section(title, [f"skipped: no deep features at {source} (the encode stage writes them)"])
-        return
-    x, fps, _ = load_features(source)
-    total = 2 * (1 + DEMO_REFINE) * DEMO_MAX_STEPS
-    with progress_bar(total, f"fitting {DEMO_STATES} HMM states") as advance:
-        done = [0]
-
-        def on_step(fit_index, step, train_ll, test_ll):
-            target = fit_index * DEMO_MAX_STEPS + step + 1
-            advance(target - done[0])
-            done[0] = target
-
-        result = run_hmm(x, fps, DEMO_STATES, max_steps=DEMO_MAX_STEPS, refine=DEMO_REFINE, seed=ctx.seed,
-                         control=True, on_step=on_step)
-        advance(total - done[0])
-    paths = write_hmm_outputs(ctx.out / "hmm", result, {"features": str(source), "kind": "deep features"})
+    paths = write_hmm_outputs(out / "hmm", result, {"features": source, "kind": "deep features"})
     s, c = result.summary(), result.summary()["control"]
     numbers = {k: s[k] for k in ("n_states", "states_used", "train_loglik", "test_loglik", "sigma2", "steps",
                                  "lifetime_median_s", "lifetime_min_s", "lifetime_max_s", "run_median_s",
                                  "sparsity_top5", "mean_sequence_length", "mean_sequence_length_shuffled",
                                  "seconds")}
     numbers |= {"control_test_loglik": c["test_loglik"], "control_lifetime_median_s": c["lifetime_median_s"],
-                "control_sparsity_top5": c["sparsity_top5"]}
+                "control_sparsity_top5": c["sparsity_top5"], "features": source}
     near = s["near_weighted"]
     lines = [
-        f"{DEMO_STATES} states on {s['n_features']} deep features, {x.shape[0]} frames at {fps:g} Hz -> "
+        f"{s['n_states']} states on {s['n_features']} deep features ({source}) -> "
         f"{s['n_timepoints']} timepoints at {s['model_fps']:g} Hz; {s['split']}",
         f"test log-likelihood {s['test_loglik']:.2f} nats/timepoint vs {c['test_loglik']:.2f} for the same model "
         f"fitted to time-shuffled data ({s['steps']} and {c['steps']} steps)",
@@ -240,31 +212,123 @@ def stage_hmm(report, ctx) -> None:
         f"chance {near['chance']:.3f}",
         f"forward sequences: mean {s['mean_sequence_length']:.2f} states vs {s['mean_sequence_length_shuffled']:.2f} "
         f"for shuffled runs",
-        f"outputs in {ctx.out / 'hmm'} ({s['seconds']:.0f} s)",
+        f"outputs in {out / 'hmm'} ({s['seconds']:.0f} s)",
     ]
     if have_matplotlib():
         from jfacemap.figures.hmm import plot_hmm_figures
 
-        for figure in plot_hmm_figures(result, ctx.out, prefix="hmm_"):
+        for figure in plot_hmm_figures(result, out, prefix="hmm_"):
             report.figure(figure)
-    report.section(title, lines, numbers | {"outputs": sorted(p.name for p in paths.values())})
+    report.section(title, lines, numbers | {"outputs": sorted(p.name for p in paths.values())}, key="hmm")
 
 
-STAGES = [stage_session, stage_video_io, stage_tracking, stage_encode, stage_hmm]
+def _one_bar_at_a_time(stack: contextlib.ExitStack):
+    """bar(total, label) -> advance(n) that opens its progress bar on first use, closing the one before:
+    the chain's stages report progress one after the other through callbacks."""
+    current = {"stack": None}
+
+    def bar(total: int, label: str):
+        state = {}
+
+        def advance(n: int) -> None:
+            if "advance" not in state:
+                if current["stack"] is not None:
+                    current["stack"].close()
+                current["stack"] = stack.enter_context(contextlib.ExitStack())
+                state["advance"] = current["stack"].enter_context(progress_bar(total, label))
+            state["advance"](n)
+
+        return advance
+
+    return bar
+
+
+def _hmm_progress(advance):
+    """on_step callback of `run_hmm` (fit index, step, ...) -> steps on one bar over all fits."""
+    done = [0]
+
+    def on_step(fit_index, step, train_ll, test_ll):
+        target = fit_index * DEMO_MAX_STEPS + step + 1
+        advance(max(target - done[0], 0))
+        done[0] = max(done[0], target)
+
+    return on_step
+
+
+def stage_chain(report: Report, ctx: DemoContext) -> None:
+    """The paper's chain on this session (`jfacemap.chain.run_chain`): track the video, simulate neurons
+    driven by the session's behaviour, encode them from the tracked keypoints (and, for comparison, from
+    the ground truth), fit the HMM to the tracked-keypoint encoder's deep features."""
+    from jfacemap import DEFAULT_TRACKER
+    from jfacemap.chain import run_chain, track_keypoints
+    from jfacemap.encode.outputs import write_encode_outputs
+    from jfacemap.encode.pipeline import deep_recipe, encode_recording
+    from jfacemap.io.behavior import keypoint_coordinates
+    from jfacemap.synth.neural import simulate_neural
+    from jfacemap.track.model_store import list_trackers
+
+    if DEFAULT_TRACKER not in list_trackers():
+        report.section("Tracking", [f"skipped: no shipped tracker named {DEFAULT_TRACKER!r} in weights/"])
+        return
+    if ctx.n_frames < DEMO_MIN_CHAIN_FRAMES:  # tracking only: too short to split into train and test segments
+        start = time.perf_counter()
+        with progress_bar(ctx.n_frames, f"tracking with {DEFAULT_TRACKER!r}") as advance:
+            tracked, bodyparts, _ = track_keypoints(ctx.files.video, DEFAULT_TRACKER, out_dir=ctx.out / "keypoints",
+                                                    on_progress=advance)
+        report_tracking(report, ctx, tracked, bodyparts, time.perf_counter() - start)
+        why = (f"skipped: encoding needs at least {DEMO_MIN_CHAIN_FRAMES} frames "
+               f"({DEMO_MIN_CHAIN_FRAMES / ctx.fps:.0f} s) for its 10 train/test segments; run with --frames "
+               f"{DEMO_MIN_CHAIN_FRAMES} or more")
+        report.section("Encode (neural prediction)", [why])
+        report.section("HMM (behavioural states)", ["skipped: no deep features (the encode stage makes them)"])
+        return
+
+    sim = simulate_neural(DEMO_NEURONS, None, seed=ctx.seed, neural_fps=DEMO_NEURAL_FPS, session=ctx.session)
+    epochs = deep_recipe(sim.n_neurons, sim.neural_times).epochs
+    hmm_options = {"max_steps": DEMO_MAX_STEPS, "refine": DEMO_REFINE, "control": True}
+    timings = {"start": time.perf_counter()}
+    with contextlib.ExitStack() as bars:
+        bar = _one_bar_at_a_time(bars)
+        epoch_bar = bar(epochs, "training the deep encoder (tracked keypoints)")
+
+        def on_epoch(epoch, row):
+            timings.setdefault("tracked", time.perf_counter())
+            epoch_bar(1)
+
+        chain = run_chain(ctx.files.video, sim.spks, sim.neural_times, video_times=sim.behavior_times,
+                          xpos=sim.xpos, ypos=sim.ypos, tracker=DEFAULT_TRACKER, n_states=DEMO_STATES,
+                          seed=ctx.seed, hmm_options=hmm_options, out=ctx.out,
+                          on_track_progress=bar(ctx.n_frames, f"tracking with {DEFAULT_TRACKER!r}"),
+                          on_epoch=on_epoch, on_hmm_step=_hmm_progress(
+                              bar(2 * (1 + DEMO_REFINE) * DEMO_MAX_STEPS, f"fitting {DEMO_STATES} HMM states")))
+    timings["done"] = time.perf_counter()
+    truth_x, _ = keypoint_coordinates(sim.keypoints, sim.bodyparts, "ground truth")
+    with progress_bar(epochs, "training the deep encoder (true keypoints)") as advance:
+        truth = encode_recording(sim.spks, sim.neural_times, truth_x, sim.behavior_times, xpos=sim.xpos,
+                                 ypos=sim.ypos, seed=ctx.seed, on_epoch=lambda epoch, row: advance(1))
+    write_encode_outputs(ctx.out / "encode_ground_truth", truth, truth_x, sim.behavior_times, sim.neural_times,
+                         sim.xpos, sim.ypos, {"neural": "jfacemap.synth.simulate_neural",
+                                              "behavior": "ground-truth keypoints"})
+    track_seconds = timings.get("tracked", timings["done"]) - timings["start"]
+    report_tracking(report, ctx, chain.tracked, chain.bodyparts, track_seconds)
+    report_encode(report, ctx, sim, chain.encode, truth, chain.encode.summary["seconds"])
+    report_hmm(report, ctx.out, chain.hmm, "encode/features.npz (tracked keypoints)")
+
+
+STAGES = [stage_session, stage_video_io, stage_chain]
 DEMO_SEED = 1000  # the shipped tracker trained on seeds 0-39 and tested on 100000+ and 200000+
+DEMO_FRAMES = 15000  # 5 min at 50 Hz: ~430 test frames of neurons at 10 Hz after the 3 s gaps
 
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the session, figures and report.")] = Path("jfacemap-demo"),
-    frames: Annotated[int, typer.Option(help="Length of the synthetic session in frames (at 50 Hz).")] = 1000,
+    frames: Annotated[int, typer.Option(help=f"Length of the synthetic session in frames (at 50 Hz); below "
+                                             f"{DEMO_MIN_CHAIN_FRAMES} only tracking runs.")] = DEMO_FRAMES,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic mouse and its behaviour (the default was never used to train the shipped tracker).")] = DEMO_SEED,
 ) -> None:
     """Run every stage on a synthetic session and write a report (report.txt, summary.json, PNG figures)."""
     fps = 50.0
-    try:  # before any work
-        check_session_args(frames, seed, "lab1", 256, fps)
-    except ValueError as err:  # TODO(issue 14): check_session_args should raise JfacemapError (synth/session.py)
-        raise JfacemapError(str(err)) from err
+    check_session_args(frames, seed, "lab1", 256, fps)  # before any work
     out.mkdir(parents=True, exist_ok=True)
     with progress_bar(frames, "rendering synthetic session") as advance:
         files = save_synthetic_session(out / "session.mp4", n_frames=frames, seed=seed, fps=fps, on_progress=advance)

@@ -1,4 +1,4 @@
-"""`jfacemap hmm`: discrete behavioural states from deep features or keypoints (SPEC section 5)."""
+"""`jfacemap hmm`: discrete behavioural states from deep features or keypoints (a Gaussian HMM)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
+import jfacemap.hmm as hmm_defaults  # the package's constants only: its modules (JAX) load in the command
+from jfacemap import DEFAULT_FPS
 from jfacemap.cli.progress import progress_bar
 from jfacemap.errors import JfacemapError
 from jfacemap.figures import have_matplotlib
 from jfacemap.io.hmm_outputs import load_features, write_hmm_outputs
+from jfacemap.series import N_SEGMENTS
 
 
 def print_summary(summary: dict) -> None:
@@ -32,10 +35,10 @@ def print_summary(summary: dict) -> None:
 
 
 def hmm(
-    features: Annotated[Path, typer.Argument(help="Features: .npy/.npz (time x features), an encode output folder "
+    features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Features: .npy/.npz (time x features), an encode output folder "
                                                   "(or its features.npz), or a _FacemapPose.h5 (keypoints).")],
-    states: Annotated[int, typer.Option("--states", "-k", help="Number of hidden states.")] = 50,
-    downsample: Annotated[int, typer.Option("--downsample", help="Block-mean downsampling factor (50 Hz -> 5 Hz).")] = 10,
+    states: Annotated[int, typer.Option("--states", "-k", help="Number of hidden states.")] = hmm_defaults.N_STATES,
+    downsample: Annotated[int, typer.Option("--downsample", help="Block-mean downsampling factor (50 Hz -> 5 Hz).")] = hmm_defaults.DOWNSAMPLE,
     sigma2: Annotated[Optional[float], typer.Option(
         "--sigma2",
         help="Shared emission variance, in the units of the data the model sees: z-scored units (each feature "
@@ -51,21 +54,23 @@ def hmm(
         help="Fit the (downsampled) features as they are, not z-scored: means and --sigma2 in their units. "
              "--learning-rate is then in those units too: scale it with the features' SD.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial means and of the sampled sequence.")] = 0,
-    steps: Annotated[int, typer.Option("--steps", help="Most gradient steps per fit, both phases (early stopping on test log-likelihood).")] = 2000,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Held-out end of each of 10 segments.")] = 0.25,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Adam learning rate of the state means.")] = 0.05,
+    steps: Annotated[int, typer.Option("--steps", help="Most gradient steps per fit, both phases (early stopping on test log-likelihood).")] = hmm_defaults.MAX_STEPS,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help=f"Held-out end of each of {N_SEGMENTS} segments.")] = hmm_defaults.TEST_FRACTION,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Adam learning rate of the state means.")] = hmm_defaults.LEARNING_RATE,
     transition_learning_rate: Annotated[Optional[float], typer.Option(
         "--transition-learning-rate",
         help="Adam learning rate of the transitions and initial probabilities while the means are fitted "
              "(default: --learning-rate / 10); afterwards they are fitted alone at --learning-rate.")] = None,
     inits: Annotated[int, typer.Option("--inits", help="Fits from different seeds; the best training log-likelihood is kept.")] = 1,
-    refine: Annotated[int, typer.Option("--refine", help="Rounds of re-seeding states left without data and refitting (0: one plain fit).")] = 3,
+    refine: Annotated[int, typer.Option("--refine", help="Rounds of re-seeding states left without data and refitting (0: one plain fit).")] = hmm_defaults.REFINE,
     control: Annotated[bool, typer.Option("--control", help="Also fit the data shuffled in time (the paper's control).")] = False,
-    fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate of the features (default: from their times, else 50).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("hmm"),
+    fps: Annotated[Optional[float], typer.Option("--fps", help=f"Frame rate of the features (default: from their times, else {DEFAULT_FPS:g}).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Output folder.")] = Path("hmm"),
 ) -> None:
-    """Fit a Gaussian HMM by gradient ascent on the exact log-likelihood; write parameters,
-    Viterbi states, analyses (lifetimes, sparsity, forward sequences) and figures."""
+    """Fit a Gaussian HMM of behavioural states to FEATURES by gradient ascent on the exact log-likelihood.
+
+    Writes the parameters, Viterbi states, analyses (lifetimes, sparsity, forward sequences) and figures.
+    """
     for name, value in (("--states", states), ("--downsample", downsample), ("--steps", steps), ("--inits", inits)):
         if value < 1:
             raise JfacemapError(f"{name} must be >= 1, got {value}")
@@ -91,7 +96,7 @@ def hmm(
     n_fits = (inits + refine) * (2 if control else 1)  # at most; refits stop when nothing is left to re-seed
     try:
         check_features(x, 1)
-        with progress_bar(n_fits * steps, f"fitting {states} states") as advance:
+        with progress_bar(n_fits * steps, f"fitting {states} states", unit="steps") as advance:
             done = [0]
 
             def on_step(fit_index: int, step: int, train_ll: float, test_ll) -> None:

@@ -11,7 +11,7 @@ from jfacemap.io.video import VideoError, video_info
 
 
 def info(
-    videos: Annotated[list[Path], typer.Argument(help="One or more video files.")],
+    videos: Annotated[list[Path], typer.Argument(metavar="VIDEO...", help="One or more video files.")],
     fast: Annotated[bool, typer.Option("--fast", help="Count packets instead of decoding every frame (much faster; equal on every intact or cut file tested).")] = False,
 ) -> None:
     """Print each video's decodable frame count, size and frame rate."""

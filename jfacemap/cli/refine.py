@@ -11,13 +11,13 @@ from jfacemap.errors import JfacemapError
 
 
 def refine(
-    videos: Annotated[list[Path], typer.Argument(help="Videos to pick frames from.")],
-    project: Annotated[Path, typer.Option(help="Project folder: labels (CollectedData.csv), frame images, "
+    videos: Annotated[list[Path], typer.Argument(metavar="VIDEO...", help="Videos to pick frames from.")],
+    project: Annotated[Path, typer.Option(metavar="FOLDER", help="Project folder: labels (CollectedData.csv), frame images, "
                                                "trained rounds. Reopen it to go on.")],
-    model: Annotated[Optional[str], typer.Option(help="Tracker to start from: a name or a model folder "
+    model: Annotated[Optional[str], typer.Option(metavar="MODEL", help="Tracker to start from: a name or a model folder "
                                                       "(default: the project's latest round, else base).")] = None,
     frames: Annotated[int, typer.Option(help="Frames to label in a new project.")] = 20,
-    pick: Annotated[str, typer.Option(help="How frames are picked: random, uncertain or mixed.")] = "mixed",
+    pick: Annotated[str, typer.Option(metavar="random|uncertain|mixed", help="How frames are picked: random, uncertain or mixed.")] = "mixed",
     random_fraction: Annotated[float, typer.Option(help="Share of random frames with --pick mixed.")] = 0.5,
     new_frames: Annotated[int, typer.Option(help="Frames added after each training round.")] = 5,
     epochs: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs (default: the finetune preset's).")] = None,

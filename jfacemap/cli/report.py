@@ -18,10 +18,11 @@ class Report:
     figures: list[Path] = field(default_factory=list)
     numbers: dict[str, dict] = field(default_factory=dict)
 
-    def section(self, title: str, lines: list[str], numbers: dict | None = None) -> None:
+    def section(self, title: str, lines: list[str], numbers: dict | None = None, key: str | None = None) -> None:
+        """Add a titled section; its numbers go into summary.json under `key` (default: the title)."""
         self.sections.append((title, lines))
         if numbers is not None:
-            self.numbers[title] = numbers
+            self.numbers[key or title] = numbers
 
     def figure(self, path: Path) -> None:
         self.figures.append(Path(path))

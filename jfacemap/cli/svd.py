@@ -1,7 +1,8 @@
-"""`jfacemap svd`: movie and motion PCs of videos (SPEC section 4), one <video>_svd.npz each."""
+"""`jfacemap svd`: movie and motion PCs of videos (SVD of frames and of |frame differences|), one <video>_svd.npz each."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import warnings
@@ -35,8 +36,8 @@ def svd_path(video: Path, out: Path | None) -> Path:
 
 
 def svd(
-    videos: Annotated[list[Path], typer.Argument(help="Video files.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the outputs (default: beside each video).")] = None,
+    videos: Annotated[list[Path], typer.Argument(metavar="VIDEO...", help="Video files.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FOLDER", help="Folder for the outputs (default: beside each video).")] = None,
     components: Annotated[int, typer.Option("--components", "-n", help="PCs to keep per region and kind.")] = 500,
     bin_: Annotated[int, typer.Option("--bin", help="Spatial binning: mean over BIN x BIN pixel blocks.")] = 1,
     roi: Annotated[Optional[list[str]], typer.Option(
@@ -45,7 +46,7 @@ def svd(
     no_movie: Annotated[bool, typer.Option("--no-movie", help="Skip movie PCs (frames).")] = False,
 ) -> None:
     """Movie and motion PCs of each VIDEO (full frame and each --roi); writes <video>_svd.npz."""
-    from jfacemap.encode.movie_pcs import check_rois, fit_masks, project_video, sample_plan
+    from jfacemap.encode.movie_pcs import check_rois, movie_svd, sample_plan
     from jfacemap.encode.movie_pcs_store import save_movie_svd
 
     if components < 1 or bin_ < 1:
@@ -70,15 +71,23 @@ def svd(
     for video, info, target in zip(videos, infos, targets):
         start = time.perf_counter()
         starts, size = sample_plan(max(info.n_frames, 2))
-        with warnings.catch_warnings(record=True) as caught:
+        totals = {"sample": (len(starts) * size, f"sampling {video.name}"),
+                  "project": (info.n_frames, f"projecting {video.name}")}
+        with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as bars:
             warnings.simplefilter("always", UserWarning)
-            with progress_bar(len(starts) * size, f"sampling {video.name}") as advance:
-                fit = fit_masks(video, components, bin_, rois, movie=not no_movie, motion=not no_motion,
-                                on_progress=advance)
+            shown = {"sample": bars.enter_context(progress_bar(*totals["sample"]))}
+
+            def advance(phase: str, n: int) -> None:
+                if phase not in shown:  # the next phase: end the last bar, start its own
+                    bars.close()
+                    shown.clear()
+                    shown[phase] = bars.enter_context(progress_bar(*totals[phase]))
+                shown[phase](n)
+
+            result = movie_svd(video, components, bin_, rois, movie=not no_movie, motion=not no_motion,
+                               on_progress=advance)
         for warning in caught:
             typer.echo(f"warning: {warning.message}", err=True)
-        with progress_bar(info.n_frames, f"projecting {video.name}") as advance:
-            result = project_video(fit, on_progress=advance)
         save_movie_svd(target, result)
         kept = ", ".join(f"{kind} {getattr(result.full, kind + '_masks').shape[0]}" for kind in ("movie", "motion")
                          if getattr(result.full, kind + "_masks") is not None)

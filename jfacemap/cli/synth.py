@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from jfacemap import DEFAULT_FPS
 from jfacemap.cli.progress import progress_bar
 from jfacemap.errors import JfacemapError
 from jfacemap.synth.export import save_synthetic_session
@@ -15,12 +16,12 @@ from jfacemap.synth.session import check_session_args
 
 
 def synth(
-    out: Annotated[Path, typer.Argument(help="Output video (.mp4, .avi, .mkv or .mov).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output video (.mp4, .avi, .mkv or .mov).")],
     frames: Annotated[int, typer.Option("--frames", "-n", help="Number of frames (at --fps).")] = 500,
     seed: Annotated[int, typer.Option(help="Seed: picks the mouse, the camera view and the behaviour.")] = 0,
-    style: Annotated[str, typer.Option(help=f"Imaging style: {', '.join(STYLES)} ('lab2' is the 'other lab' look, 'wild' draws every look from wide ranges).")] = "lab1",
+    style: Annotated[str, typer.Option(metavar="STYLE", help=f"Imaging style: {', '.join(STYLES)} ('lab2' is the 'other lab' look, 'wild' draws every look from wide ranges).")] = "lab1",
     size: Annotated[int, typer.Option(help="Frame size in pixels (square).")] = 256,
-    fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = 50.0,
+    fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = DEFAULT_FPS,
 ) -> None:
     """Write a synthetic session: OUT video, OUT_FacemapPose.h5 ground truth, OUT_latents.npz behaviour."""
     try:  # before the progress bar starts

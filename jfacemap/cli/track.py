@@ -1,8 +1,16 @@
-"""`jfacemap track`: keypoints for every frame of one or more videos."""
+"""`jfacemap track`: keypoints for every frame of one or more videos.
+
+Inputs may be files, folders (their videos) and glob patterns (expanded here,
+so a quoted pattern works too). Every video is checked before any tracking;
+`track_videos` then tracks them one after the other.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,17 +18,44 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from jfacemap import DEFAULT_TRACKER
+from jfacemap import DEFAULT_CHUNK, DEFAULT_TRACKER
 from jfacemap.cli.progress import progress_bar
 from jfacemap.errors import JfacemapError
 from jfacemap.io.video import video_info
 
 # Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
-DEFAULT_CHUNK = 64  # = jfacemap.track.predict.DEFAULT_CHUNK
+
+# What a folder or a glob pattern contributes: the containers and raw streams ffmpeg reads.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".mj2", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".flv",
+                  ".ts", ".asf", ".h264", ".264", ".h265", ".hevc")
+
+
+def expand_videos(inputs: list[Path]) -> list[Path]:
+    """Files as given; a folder as its videos; a pattern with * ? [ as the videos it matches (both sorted).
+
+    A file need not exist here (the checks name it later); a folder without
+    videos or a pattern that matches none is a JfacemapError.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        if item.is_dir():
+            videos = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise JfacemapError(f"{item}: a folder with no videos in it ({' '.join(VIDEO_SUFFIXES)})")
+        elif not item.exists() and any(c in text for c in "*?["):
+            matches = glob.glob(os.path.expanduser(text), recursive=True)
+            videos = sorted(Path(p) for p in matches if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise JfacemapError(f"{text}: no video matches this pattern")
+        else:
+            videos = [item]
+        found.extend(videos)
+    return found
 
 
 def _filter(fractions: dict):
-    """postprocess hook: SPEC section 2 outlier filtering; records what it flagged."""
+    """postprocess hook: outlier filtering (`filter_keypoints`); records what it flagged."""
     from jfacemap.track.filter import filter_keypoints
 
     def run(keypoints: np.ndarray, fps: float) -> np.ndarray:
@@ -34,62 +69,103 @@ def _filter(fractions: dict):
 
 
 def track(
-    videos: Annotated[list[Path], typer.Argument(help="Video files to track.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Tracker: a model name ('facemap' = the original's installed model), a model folder or an original .pt file.")] = DEFAULT_TRACKER,
+    videos: Annotated[list[Path], typer.Argument(
+        metavar="VIDEO...", help="Video files, folders (every video in them) or glob patterns such as 'data/*.mp4'.")],
+    model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Tracker: a model name ('facemap' = the original's installed model), a model folder or an original .pt file.")] = DEFAULT_TRACKER,
     bbox: Annotated[Optional[tuple[int, int, int, int]], typer.Option(
-        help="Crop box X0 X1 Y0 Y1 in frame pixels (default: the model's training box, else the whole frame).")] = None,
+        metavar="X0 X1 Y0 Y1", help="Crop box in frame pixels (default: the model's training box, else the whole frame).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per network call.")] = 8,
     chunk_size: Annotated[int, typer.Option(help="Frames decoded at once (memory bound and resume step).")] = DEFAULT_CHUNK,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the outputs (default: beside each video).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FOLDER", help="Folder for the outputs (default: beside each video).")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Also write a DeepLabCut-style CSV (read by movement, keypoint-moseq).")] = False,
-    filter_: Annotated[bool, typer.Option("--filter", help="Replace outliers (likelihood drops, jumps) by filtered values (SPEC 2).")] = False,
+    filter_: Annotated[bool, typer.Option("--filter", help="Replace outliers (likelihood drops, jumps) by values filtered "
+                                                           "from their neighbours; prints the fraction flagged per kind.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its .partial file.")] = True,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="With several videos: report a video that cannot be "
+                                                                   "tracked in one line, skip it and go on (exit status 1 at the end).")] = False,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.track.model_store import load_tracker
-    from jfacemap.track.predict import output_paths, partial_path, refuse_to_overwrite_ground_truth, track_video
+    from jfacemap.track.predict import output_paths, partial_path, refuse_to_overwrite_ground_truth, track_videos
     from jfacemap.track.preprocess import crop_geometry
 
     if batch_size < 1 or chunk_size < 1:
         raise JfacemapError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
     if out is not None and out.exists() and not out.is_dir():
         raise JfacemapError(f"{out}: --out must be a folder")
-    videos = list({video.resolve(): video for video in videos}.values())  # a file named twice is tracked once
+    videos = list({video.resolve(): video for video in expand_videos(videos)}.values())  # named twice: tracked once
+    targets = dict(zip(videos, output_paths(videos, out)))  # two videos of one name into one folder: refuse
+    infos: dict = {}
+    failed: list[Path] = []
+
+    def skip(video: Path, error: Exception) -> None:  # --keep-going: one line, then the next video
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        typer.echo(f"jfacemap: error: {text} (skipped)", err=True)
+        failed.append(video)
+
+    def readable(video: Path) -> None:
+        infos[video] = video_info(video, exact=False)
+        try:
+            refuse_to_overwrite_ground_truth(targets[video])
+        except JfacemapError as err:
+            raise JfacemapError(f"{err} (--out FOLDER)") from err
+
     # Check every video first (cheap): a bad last one should not fail after hours of tracking.
-    infos = [video_info(video, exact=False) for video in videos]
-    targets = output_paths(videos, out)  # two videos of one name into one folder: refuse
-    for target in targets:  # fail before any work, not after the first video
+    videos = _passing(videos, readable, keep_going, skip)
+    if videos:
+        net, bodyparts, meta = load_tracker(model)
+        box = bbox if bbox is not None else meta.get("bbox")
+
+        def croppable(video: Path) -> None:
+            try:
+                crop_geometry((infos[video].height, infos[video].width), box)
+            except JfacemapError as err:
+                raise JfacemapError(f"{video}: {err}") from err
+
+        videos = _passing(videos, croppable, keep_going, skip)
+
+        @contextlib.contextmanager
+        def one_video(video: Path, target: Path):
+            fractions: dict = {}
+            resumed = resume and partial_path(target).is_file()
+            started = time.perf_counter()
+            with progress_bar(infos[video].n_frames, f"{'resuming' if resumed else 'tracking'} {video.name}") as advance:
+                yield {"on_progress": advance, "on_resume": advance.skip,
+                       "postprocess": _filter(fractions) if filter_ else None}
+            _report(advance.done - advance.skipped, advance.skipped, time.perf_counter() - started, target, csv,
+                    fractions if filter_ else None)
+
+        track_videos(videos, net, bodyparts, out, csv, keep_going=keep_going,
+                     on_error=skip, per_video=one_video, bbox=box, batch_size=batch_size, chunk_size=chunk_size,
+                     resume=resume, on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
+    if len(targets) > 1 or failed:
+        typer.echo(f"{len(targets) - len(failed)} of {len(targets)} videos tracked, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _passing(videos: list[Path], test, keep_going: bool, skip) -> list[Path]:
+    """The videos `test` accepts; one it refuses is `skip`ped with --keep-going, else its error stops the command."""
+    kept = []
+    for video in videos:
         try:
-            refuse_to_overwrite_ground_truth(target)
-        except JfacemapError as err:
-            raise JfacemapError(f"{err} (--out DIR)") from err
-    net, bodyparts, meta = load_tracker(model)
-    box = bbox if bbox is not None else meta.get("bbox")
-    for video, info in zip(videos, infos):
-        try:
-            crop_geometry((info.height, info.width), box)
-        except JfacemapError as err:
-            raise JfacemapError(f"{video}: {err}") from err
-    predictors: dict = {}
-    for video, info, target in zip(videos, infos, targets):
-        resumed = resume and partial_path(target).is_file()
-        fractions: dict = {}
-        label = f"{'resuming' if resumed else 'tracking'} {video.name}"
-        started, earlier = time.perf_counter(), []
-        with progress_bar(info.n_frames, label) as advance:
-            keypoints = track_video(
-                video, net, bodyparts, bbox=box, batch_size=batch_size, chunk_size=chunk_size,
-                out_path=target, on_progress=advance, resume=resume,
-                on_resume=lambda n: (earlier.append(n), advance(n)),
-                csv_path=target.with_suffix(".csv") if csv else None,
-                postprocess=_filter(fractions) if filter_ else None, predictors=predictors,
-                on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
-        seconds, now = time.perf_counter() - started, len(keypoints) - sum(earlier)
-        before = f" ({sum(earlier)} more came from the interrupted run)" if earlier else ""
-        typer.echo(f"tracked {now} frames in {seconds:.1f} s ({now / max(seconds, 1e-9):.1f} frames/s){before}")
-        typer.echo(f"keypoints  {target}")
-        if csv:
-            typer.echo(f"csv        {target.with_suffix('.csv')}")
-        if filter_:
-            flagged = ", ".join(f"{k} {100 * v:.3f}%" for k, v in fractions.items())
-            typer.echo(f"filtered   {flagged}")
+            test(video)
+        except (JfacemapError, OSError) as err:
+            if not keep_going:
+                raise
+            skip(video, err)
+            continue
+        kept.append(video)
+    return kept
+
+
+def _report(now: int, earlier: int, seconds: float, target: Path, csv: bool, fractions: dict | None) -> None:
+    """What one video's tracking did, on stdout."""
+    before = f" ({earlier} more came from the interrupted run)" if earlier else ""
+    typer.echo(f"tracked {now} frames in {seconds:.1f} s ({now / max(seconds, 1e-9):.1f} frames/s){before}")
+    typer.echo(f"keypoints  {target}")
+    if csv:
+        typer.echo(f"csv        {target.with_suffix('.csv')}")
+    if fractions is not None:
+        flagged = ", ".join(f"{k} {100 * v:.3f}%" for k, v in fractions.items())
+        typer.echo(f"filtered   {flagged}")

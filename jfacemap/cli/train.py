@@ -19,16 +19,16 @@ from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import write_text_atomic
 from jfacemap.io.jsonable import jsonable
 
-LabelsArg = Annotated[Path, typer.Argument(help="Labels: DeepLabCut CSV, or Facemap .h5 (+ --video).")]
-VideoOpt = Annotated[Optional[Path], typer.Option(help="Video whose frames the labels' rows index.")]
+LabelsArg = Annotated[Path, typer.Argument(metavar="LABELS", help="Labels: DeepLabCut CSV, or Facemap .h5 (+ --video).")]
+VideoOpt = Annotated[Optional[Path], typer.Option(metavar="FILE", help="Video whose frames the labels' rows index.")]
 BboxOpt = Annotated[Optional[tuple[int, int, int, int]], typer.Option(
-    help="Crop box X0 X1 Y0 Y1 in the labelled frames' pixels (default: whole frame).")]
+    metavar="X0 X1 Y0 Y1", help="Crop box in the labelled frames' pixels (default: whole frame).")]
 EpochsOpt = Annotated[Optional[int], typer.Option(
     help="Exactly this many epochs (default: the recipe's 36; finetune runs more if needed for >= 300 steps).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for shuffling, augmentation, initial weights and --holdout.")]
 HoldoutOpt = Annotated[int, typer.Option(help="Keep N random labelled frames out of training to evaluate on.")]
-TestOpt = Annotated[Optional[Path], typer.Option("--test-labels", help="Labels file to evaluate the trained model on.")]
-TestVideoOpt = Annotated[Optional[Path], typer.Option("--test-video", help="Video for --test-labels given as frame indices.")]
+TestOpt = Annotated[Optional[Path], typer.Option("--test-labels", metavar="FILE", help="Labels file to evaluate the trained model on.")]
+TestVideoOpt = Annotated[Optional[Path], typer.Option("--test-video", metavar="FILE", help="Video for --test-labels given as frame indices.")]
 
 
 def _print_epoch(total: int):
@@ -113,16 +113,16 @@ def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, h
 
 def train(
     labels: LabelsArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (checkpoints go inside while training).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Model folder to write (checkpoints go inside while training).")],
     video: VideoOpt = None,
-    recipe: Annotated[str, typer.Option(help="Training preset: base or finetune.")] = "base",
+    recipe: Annotated[str, typer.Option(metavar="base|finetune", help="Training preset.")] = "base",
     epochs: EpochsOpt = None,
     seed: SeedOpt = 0,
     holdout: HoldoutOpt = 0,
     test_labels: TestOpt = None,
     test_video: TestVideoOpt = None,
     bbox: BboxOpt = None,
-    channels: Annotated[Optional[str], typer.Option(help="Encoder widths, e.g. 16,32,64,128,200 (the default).")] = None,
+    channels: Annotated[Optional[str], typer.Option(metavar="N,N,...", help="Encoder widths, e.g. 16,32,64,128,200 (the default).")] = None,
 ) -> None:
     """Train a tracker from scratch on LABELS; the bodyparts come from the file."""
     _fit(labels, out, video, bbox, recipe, epochs, seed, holdout, test_labels, test_video, channels=channels)
@@ -130,10 +130,10 @@ def train(
 
 def finetune(
     labels: LabelsArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (checkpoints go inside while training).")],
-    base: Annotated[str, typer.Option(help="Model to start from: a name, a model folder or an original .pt file.")] = DEFAULT_TRACKER,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Model folder to write (checkpoints go inside while training).")],
+    base: Annotated[str, typer.Option(metavar="MODEL", help="Model to start from: a name, a model folder or an original .pt file.")] = DEFAULT_TRACKER,
     video: VideoOpt = None,
-    recipe: Annotated[str, typer.Option(help="Training preset: finetune or base.")] = "finetune",
+    recipe: Annotated[str, typer.Option(metavar="finetune|base", help="Training preset.")] = "finetune",
     epochs: EpochsOpt = None,
     seed: SeedOpt = 0,
     holdout: HoldoutOpt = 0,
@@ -149,12 +149,12 @@ def finetune(
 
 
 def evaluate(
-    model: Annotated[str, typer.Argument(help="Tracker: a model name ('facemap' = the original's installed model), a model folder or an original .pt file.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Tracker: a model name ('facemap' = the original's installed model), a model folder or an original .pt file.")],
     labels: LabelsArg,
     video: VideoOpt = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the errors here as JSON.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="Write the errors here as JSON.")] = None,
     bbox: Annotated[Optional[tuple[int, int, int, int]], typer.Option(
-        help="Crop box X0 X1 Y0 Y1 (default: the model's training box, else the whole frame).")] = None,
+        metavar="X0 X1 Y0 Y1", help="Crop box (default: the model's training box, else the whole frame).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per network call.")] = 16,
 ) -> None:
     """Error of MODEL's predictions against LABELS, in the labels' own pixels."""

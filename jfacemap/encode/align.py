@@ -20,40 +20,24 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from jfacemap.errors import JfacemapError
+from jfacemap.io.timestamps import check_timestamps  # re-exported: the stages' clocks are checked here
+from jfacemap.series import N_SEGMENTS, split_segments
 
-__all__ = ["Split", "check_timestamps", "gaussian_smooth", "resample", "segment_split"]
+__all__ = ["Split", "check_timestamps", "gaussian_smooth", "hold_out_ends", "resample", "segment_split"]
 
 # Below this fraction of the kernel's mass on valid samples a smoothed value is
 # an extrapolation across a gap, reported as NaN (reached ~3.3 s.d. from data).
 _MIN_VALID_WEIGHT = 1e-3
 
 
-def check_timestamps(times: np.ndarray, name: str = "times") -> np.ndarray:
-    """Validated copy of `times` (n,) float64 s: 1-D, finite, strictly increasing."""
-    t = np.asarray(times, dtype=np.float64)
-    if t.ndim != 1:
-        raise JfacemapError(f"{name} must be 1-D timestamps, got shape {t.shape}")
-    if t.size == 0:
-        raise JfacemapError(f"{name} is empty")
-    if not np.all(np.isfinite(t)):
-        raise JfacemapError(f"{name} has {int(np.sum(~np.isfinite(t)))} non-finite timestamps")
-    steps = np.diff(t)
-    if np.any(steps <= 0):
-        i = int(np.argmax(steps <= 0))
-        raise JfacemapError(
-            f"{name} is not strictly increasing: t[{i}]={t[i]:.6g} s, t[{i + 1}]={t[i + 1]:.6g} s"
-        )
-    return t
-
-
-def _frame_interval(times_or_fps: float | np.ndarray) -> float:
-    """Seconds per frame from a frame rate (Hz) or from timestamps (median step)."""
+def _frame_interval(times_or_fps: float | np.ndarray, n: int | None = None) -> float:
+    """Seconds per frame from a frame rate (Hz) or from timestamps (median step; n of them, if given)."""
     if np.ndim(times_or_fps) == 0:
         fps = float(times_or_fps)
         if not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"frame rate must be a positive number, got {times_or_fps}")
         return 1.0 / fps
-    t = check_timestamps(times_or_fps, "times")
+    t = check_timestamps(times_or_fps, "times", n=n)
     if t.size < 2:
         raise ValueError("need at least 2 timestamps to know the frame interval")
     return float(np.median(np.diff(t)))
@@ -80,9 +64,7 @@ def gaussian_smooth(
         raise ValueError(f"sigma_s must be >= 0 seconds, got {sigma_s}")
     if times_or_fps is None:
         raise ValueError("gaussian_smooth needs the frame rate (Hz) or the timestamps (s) of x")
-    dt = _frame_interval(times_or_fps)
-    if np.ndim(times_or_fps) == 1 and np.size(times_or_fps) != arr.shape[0]:
-        raise ValueError(f"{np.size(times_or_fps)} timestamps for {arr.shape[0]} frames")
+    dt = _frame_interval(times_or_fps, arr.shape[0])
     if sigma_s == 0:
         return arr.copy()
     sigma_frames = sigma_s / dt
@@ -158,14 +140,15 @@ class Split:
 
 def segment_split(
     n_time_or_times: int | np.ndarray,
-    n_segments: int = 10,
+    n_segments: int = N_SEGMENTS,
     train_fraction: float = 0.75,
     gap_s: float = 3.0,
     fps: float | None = None,
 ) -> Split:
     """Cut the neural frames into `n_segments` equal runs of frames; in each,
     the first `train_fraction` (floor) is train, then frames are skipped
-    until `gap_s` seconds after the first skipped frame, and the rest is test.
+    until `gap_s` seconds after the first skipped frame, and the rest is test
+    (`jfacemap.series.split_segments` on the neural clock, as index arrays).
 
     n_time_or_times: the number of neural frames (then `fps`, the neural frame
     rate in Hz, is required to turn the gap into frames) or the (T,) neural
@@ -182,22 +165,13 @@ def segment_split(
     else:
         times = check_timestamps(n_time_or_times, "neural times")
         n_time = times.size
-    if int(n_segments) != n_segments or n_segments < 1:
-        raise ValueError(f"n_segments must be a positive integer, got {n_segments}")
-    if not 0 < train_fraction < 1:
+    if not 0 < train_fraction < 1:  # the split must leave test frames
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    if not np.isfinite(gap_s) or gap_s < 0:
-        raise ValueError(f"gap_s must be >= 0 seconds, got {gap_s}")
     if n_time < 2 * n_segments:
         raise JfacemapError(f"recording too short: {n_time} frames for {n_segments} segments")
-
-    edges = np.linspace(0, n_time, int(n_segments) + 1).round().astype(np.int64)
+    spans = split_segments(n_time, n_segments, train_fraction, gap_s, times)
     train, test = [], []
-    for a, b in zip(edges[:-1], edges[1:]):
-        mid = a + int(np.floor(train_fraction * (b - a)))
-        # 1 us slack: times made from a frame rate are not exact multiples.
-        first_test = int(np.searchsorted(times, times[min(mid, n_time - 1)] + gap_s - 1e-6))
-        first_test = max(first_test, mid)
+    for (a, mid), (first_test, b) in zip(*spans):
         if mid <= a or first_test >= b:
             seg_s = times[b - 1] - times[a]
             raise JfacemapError(
@@ -208,3 +182,28 @@ def segment_split(
         train.append(np.arange(a, mid, dtype=np.int64))
         test.append(np.arange(first_test, b, dtype=np.int64))
     return Split(train=tuple(train), test=tuple(test), n_time=n_time)
+
+
+def hold_out_ends(segments: tuple[np.ndarray, ...], times: np.ndarray, fraction: float = 0.1,
+                  gap_s: float = 3.0) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Carve a validation set out of training segments, as `segment_split` carves the test set:
+    in each segment the last `fraction` of its frames is validation, and the `gap_s` seconds
+    before it are dropped. Returns (fit segments, validation segments); a segment too short
+    to keep fit frames after the gap stays whole for fitting and gives no validation frames.
+
+    segments: ascending neural-frame index arrays; times: (T,) s of all neural frames.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    times = np.asarray(times, np.float64)
+    fit, val = [], []
+    for seg in segments:
+        n_val = int(np.ceil(fraction * len(seg)))
+        first_val = len(seg) - n_val
+        last_fit = int(np.searchsorted(times[seg], times[seg[first_val]] - gap_s + 1e-6))  # 1 us slack
+        if n_val < 1 or last_fit < 1:
+            fit.append(seg)
+            continue
+        fit.append(seg[:last_fit])
+        val.append(seg[first_val:])
+    return tuple(fit), tuple(val)

@@ -46,8 +46,10 @@ import optax
 from flax import nnx
 
 from jfacemap.encode.encoder_store import load_encoder, save_encoder
+from jfacemap.io.timestamps import check_timestamps
 from jfacemap.io.jsonable import jsonable
 from jfacemap.nets.encoder import NeuralEncoder
+from jfacemap.nets.schedule import tail_multiplier
 
 __all__ = ["EncoderRecipe", "encoder_recipe", "sample_frames", "sample_positions", "train_encoder", "predict_neural",
            "behavioural_features", "save_encoder", "load_encoder", "make_window", "window_loss"]
@@ -69,7 +71,10 @@ class EncoderRecipe:
     the last `epochs_before_end` epochs (keyed on the end, as the original's
     n_iter - 50 k, so it keeps its shape when epochs changes).
     smoothness: weight of the conv's smoothness penalty in the loss.
-    eval_every: test loss every this many epochs (and at the last).
+    eval_every: test (and validation) loss every this many epochs (and at the last).
+    patience: with validation segments, stop after this many epochs without a
+      better validation loss (None: run every epoch); the weights of the best
+      validation loss are returned either way.
     rules: which data-size rules `encoder_recipe` applied (for the record).
     """
 
@@ -79,6 +84,7 @@ class EncoderRecipe:
     lr_tail: tuple[tuple[int, float], ...] = ((100, 0.1), (50, 0.01))
     smoothness: float = 0.5
     eval_every: int = 10
+    patience: int | None = None
     rules: tuple[str, ...] = ()
 
     def replace(self, **overrides) -> "EncoderRecipe":
@@ -88,9 +94,9 @@ class EncoderRecipe:
         return jsonable(dataclasses.asdict(self))
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of `epoch` (0-based)."""
-        started = [(before_end, m) for before_end, m in self.lr_tail if epoch >= self.epochs - before_end]
-        return self.lr * (min(started)[1] if started else 1.0)  # the latest-starting tail applies
+        """Learning rate of `epoch` (0-based): the tracker's tail rule (`jfacemap.nets.schedule`), per epoch
+        in Python because the compiled step takes the LR as an input."""
+        return self.lr * tail_multiplier(self.lr_tail, self.epochs, epoch)
 
 
 def encoder_recipe(n_neurons: int, train_seconds: float, **overrides) -> EncoderRecipe:
@@ -113,15 +119,8 @@ def encoder_recipe(n_neurons: int, train_seconds: float, **overrides) -> Encoder
 
 
 def _check_times(times, n: int, name: str, rows: str) -> np.ndarray:
-    t = np.asarray(times, np.float64)
-    if t.ndim != 1 or len(t) != n:
-        raise ValueError(f"{name} must be 1-D with one time per {rows} ({n}), got shape {t.shape}")
-    if not np.all(np.isfinite(t)):
-        raise ValueError(f"{name} has NaN or inf values")
-    bad = np.flatnonzero(np.diff(t) <= 0)
-    if bad.size:
-        raise ValueError(f"{name} must be strictly increasing (not at index {bad[0] + 1})")
-    return t
+    """`check_timestamps`: one time per `rows` (e.g. "row of X"), n of them."""
+    return check_timestamps(times, name, n=n, what=rows)
 
 
 def _check_array(a, name: str, n_cols: int | None = None) -> np.ndarray:
@@ -295,6 +294,7 @@ def train_encoder(
     test_segments: Sequence[np.ndarray] | None = None,
     *,
     init_model: NeuralEncoder | None = None,
+    val_segments: Sequence[np.ndarray] | None = None,
 ) -> tuple[NeuralEncoder, list[dict]]:
     """Train the deep encoder, one step per training segment.
 
@@ -313,9 +313,13 @@ def train_encoder(
         recipe.eval_every epochs and at the last, None in between.
       init_model: start from these weights (not modified) instead of a new
         NeuralEncoder(n_in, n_out) initialised from `seed`.
+      val_segments: held-out neural frames (never trained on) for early
+        stopping: their MSE every recipe.eval_every epochs picks the returned
+        weights (the best), and recipe.patience may end the run early.
     Returns:
       (model, history): one dict per epoch with epoch, train_loss (mean
-      step loss: MSE + penalty), train_mse, penalty, [test_loss], lr, seconds.
+      step loss: MSE + penalty), train_mse, penalty, [test_loss], [val_loss,
+      best (the returned weights are this epoch's)], lr, seconds.
     """
     X = _check_array(X, "X")
     Y = _check_array(Y, "Y")
@@ -341,6 +345,10 @@ def train_encoder(
     train_w = [put(make_window(X, frames[s], half, Y[s], frac[s])) for s in train]
     test_w = [] if test is None else [put(make_window(X, frames[s], half, Y[s], frac[s])) for s in test]
     n_test = sum(len(s) for s in test or []) * Y.shape[1]
+    val = None if val_segments is None else _check_segments(val_segments, len(Y), "val_segments")
+    val_w = [] if val is None else [put(make_window(X, frames[s], half, Y[s], frac[s])) for s in val]
+    n_val = sum(len(s) for s in val or []) * Y.shape[1]
+    best_params, best_val, best_epoch = params, np.inf, -1
 
     history: list[dict] = []
     for epoch in range(recipe.epochs):
@@ -356,11 +364,19 @@ def train_encoder(
         if test is not None:
             due = epoch % max(1, recipe.eval_every) == 0 or epoch == recipe.epochs - 1
             row["test_loss"] = float(sum(float(sse(params, *w)) for w in test_w) / n_test) if due else None
+        stop = False
+        if val is not None:
+            due = epoch % max(1, recipe.eval_every) == 0 or epoch == recipe.epochs - 1
+            row["val_loss"] = float(sum(float(sse(params, *w)) for w in val_w) / n_val) if due else None
+            if due and row["val_loss"] < best_val:  # params are never donated: keeping the reference is enough
+                best_params, best_val, best_epoch = params, row["val_loss"], epoch
+            row["best"] = best_epoch == epoch
+            stop = recipe.patience is not None and epoch - best_epoch >= recipe.patience
         row |= {"lr": lr, "seconds": time.perf_counter() - t0}
         history.append(row)
-        if on_epoch is not None and on_epoch(epoch, row):
+        if (on_epoch is not None and on_epoch(epoch, row)) or stop:
             break
-    return nnx.merge(graphdef, params), history
+    return nnx.merge(graphdef, best_params if val is not None else params), history
 
 
 # ---------------------------------------------------------------- predict ---

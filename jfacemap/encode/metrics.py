@@ -1,4 +1,4 @@
-"""How well is neural activity predicted (SPEC section 3, "Metrics").
+"""How well is neural activity predicted.
 
   - variance explained per neuron on test frames (the paper's Eq. 1);
   - explainable variance by peer prediction: each spatial half of the
@@ -22,7 +22,7 @@ from .neural_pcs import neural_svd, zscore
 
 __all__ = [
     "variance_explained", "spatial_groups", "peer_explainable_variance",
-    "normalized_ve", "cumulative_ve_across_pcs",
+    "normalized_ve", "explainable_ve_reliability", "cumulative_ve_across_pcs",
 ]
 
 _DEFAULT_WIDTH_UM = {"strips": 200.0, "checkerboard": 400.0}
@@ -156,6 +156,34 @@ def normalized_ve(
     per_neuron = np.full(v.shape, np.nan)
     per_neuron[keep] = v[keep] / e[keep]
     return population, per_neuron
+
+
+def explainable_ve_reliability(
+    explainable_ve: np.ndarray, normalized: dict[str, float] | None = None, min_explainable: float = 0.01,
+    threshold: float = 1e-3,
+) -> tuple[bool, str]:
+    """Can the peer-prediction estimate serve as the ceiling of normalised VE? (reliable, why not or "").
+
+    Unreliable when the population's mean explainable variance is below
+    `min_explainable` (a fraction: few neurons share variance with their peers,
+    or too little data to estimate it, so dividing by it inflates) or when a
+    normalised VE exceeds 1 (a model beat the supposed ceiling: the ceiling is
+    underestimated). normalized: model name -> population normalised VE.
+    """
+    e = np.asarray(explainable_ve, dtype=np.float64)
+    finite = e[np.isfinite(e)]
+    mean = float(finite.mean()) if finite.size else float("nan")
+    if not mean >= min_explainable:
+        n_with = int((finite > threshold).sum())
+        return False, (f"the population's explainable variance is {100 * mean:.2f}% (< {100 * min_explainable:g}%): "
+                       f"{n_with} of {e.size} neurons have explainable variance > {100 * threshold:g}% "
+                       "(few neurons share activity with their peers, or too little data)")
+    over = {name: v for name, v in (normalized or {}).items() if np.isfinite(v) and v > 1}
+    if over:
+        worst = max(over, key=over.get)
+        return False, (f"normalised VE of the {worst} model is {100 * over[worst]:.0f}% (> 100%): the explainable "
+                       f"variance ({100 * mean:.2f}%) underestimates the ceiling (too little data or too few neurons)")
+    return True, ""
 
 
 def cumulative_ve_across_pcs(

@@ -29,10 +29,10 @@ overall motion energy. Like the original, motion row 0 (no previous frame)
 repeats row 1 so PCs align with frames, and binning drops the rows/columns
 past the last full bin.
 
-Linear algebra: Gram matrices in float64 (blocked over pixels, so float64
-copies stay small) then `eigh`, ~100x faster than `np.linalg.svd` on a
-1000 x 65536 run and accurate down to singular values ~1e-5 of the largest;
-the projection, which dominates long videos, is a jitted JAX matmul.
+Linear algebra: `jfacemap.encode.svd.top_components` (Gram matrices in
+float64, blocked over pixels so float64 copies stay small, then `eigh`; the
+neural PCs use it too), masks signed by `fix_signs`; the projection, which
+dominates long videos, is a jitted JAX matmul.
 Memory: one sampled run as float32 (1000 x pixels x 4 B, twice with motion)
 and the stacked components (15 x 250 x pixels x 4 B), as in the original;
 only the PCs (T x n) grow with the video. On a machine whose cores are
@@ -51,13 +51,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jfacemap.encode.svd import fix_signs, top_components
 from jfacemap.errors import JfacemapError
 from jfacemap.io.video import iter_chunks, video_info
 
 Box = tuple[int, int, int, int]  # x0, x1, y0, y1 in frame pixels, ends exclusive
 KINDS = ("movie", "motion")
-_PIXEL_BLOCK = 8192  # pixels per float64 block in the Gram products
-_RANK_TOL = 1e-10  # eigenvalues below this fraction of the largest count as zero
 _READ_CHUNK = 256
 
 
@@ -106,48 +105,6 @@ def binned_shape(box: Box, bin_size: int) -> tuple[int, int]:
     return (y1 - y0) // bin_size, (x1 - x0) // bin_size
 
 
-# ---------------------------------------------------------------- linear algebra
-
-def _gram(x: np.ndarray) -> np.ndarray:
-    """x @ x.T in float64 for x (m, P) float32, casting one block of pixels at a time."""
-    g = np.zeros((len(x), len(x)))
-    for s in range(0, x.shape[1], _PIXEL_BLOCK):
-        block = x[:, s:s + _PIXEL_BLOCK].astype(np.float64)
-        g += block @ block.T
-    return g
-
-
-def top_components(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top right singular vectors of x (m, P): (S (r,), Vt (r, P) float32), r <= k.
-
-    No centring here. Components with S^2 below `_RANK_TOL` of the largest are
-    numerically zero and dropped, so r can be less than k (and 0 for x = 0).
-    """
-    m, p = x.shape
-    if m <= p:  # eigenvectors of x x.T (m, m), then Vt = W.T x / S
-        lam, w = np.linalg.eigh(_gram(x))
-    else:  # eigenvectors of x.T x (P, P) are Vt directly
-        lam, w = np.linalg.eigh(_gram(np.ascontiguousarray(x.T)))
-    lam, w = lam[::-1], w[:, ::-1]
-    r = 0 if lam[0] <= 0 else min(k, int(np.sum(lam > _RANK_TOL * lam[0])))
-    s = np.sqrt(lam[:r])
-    if m > p:
-        return s, np.ascontiguousarray(w[:, :r].T, dtype=np.float32)
-    vt = np.empty((r, p), np.float32)
-    wt = w[:, :r].T / s[:, None]
-    for start in range(0, p, _PIXEL_BLOCK):
-        vt[:, start:start + _PIXEL_BLOCK] = wt @ x[:, start:start + _PIXEL_BLOCK].astype(np.float64)
-    return s, vt
-
-
-def _fix_signs(vt: np.ndarray) -> np.ndarray:
-    """Flip each row so its largest-magnitude entry is positive (SVD signs are arbitrary)."""
-    if len(vt) == 0:
-        return vt
-    peak = vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)]
-    return vt * np.where(peak < 0, -1, 1).astype(vt.dtype)[:, None]
-
-
 class _Sample:
     """Scaled components and means of the sampled runs, for one region and kind."""
 
@@ -172,7 +129,7 @@ class _Sample:
         spread = np.sqrt(counts)[:, None] * (np.stack(self.means) - mean)
         stacked = np.concatenate([*self.rows, spread.astype(np.float32)])
         s, vt = top_components(stacked, k)
-        return _fix_signs(vt), s, mean
+        return fix_signs(vt), s, mean
 
 
 # ---------------------------------------------------------------- results
@@ -407,8 +364,14 @@ def movie_svd(
     video: str | Path, n_components: int = 500, bin_size: int = 1, rois: Sequence[Sequence[int]] = (),
     movie: bool = True, motion: bool = True, sample_chunks: int = 15, sample_size: int = 1000,
     chunk_components: int = 250, pixel_centre: bool = False, read_chunk: int = _READ_CHUNK,
+    on_progress: Callable[[str, int], None] | None = None,
 ) -> MovieSVD:
-    """Movie and/or motion PCs of `video` for the full frame and each ROI (x0, x1, y0, y1 px)."""
+    """Movie and/or motion PCs of `video` for the full frame and each ROI (x0, x1, y0, y1 px):
+    `fit_masks`, then `project_video`. on_progress(phase, n): n more frames sampled (phase
+    "sample", `sample_plan`'s runs) or projected ("project", every frame)."""
+    def report(phase: str):
+        return None if on_progress is None else (lambda n: on_progress(phase, n))
+
     fit = fit_masks(video, n_components, bin_size, rois, movie, motion, sample_chunks, sample_size,
-                    chunk_components, pixel_centre)
-    return project_video(fit, read_chunk)
+                    chunk_components, pixel_centre, on_progress=report("sample"))
+    return project_video(fit, read_chunk, on_progress=report("project"))

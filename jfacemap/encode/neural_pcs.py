@@ -7,17 +7,21 @@ neurons the neurons themselves are the targets.
 
 The SVD never forms the neurons x neurons matrix when neurons outnumber
 frames: small problems (min(neurons, frames) <= 4096) use the eigen-
-decomposition of the smaller Gram matrix (X X^T or X^T X, float64, exact);
+decomposition of the smaller Gram matrix (X X^T or X^T X, float64, exact:
+`jfacemap.encode.svd.top_components`, shared with the movie PCs);
 big ones (the paper's 50,000 neurons x 21,600 frames) a randomized SVD
 (Halko et al. 2011: Gaussian sketch, power iterations with re-orthonormal-
 isation, exact SVD of the small projected matrix), float32 for the big
 products. Signs are fixed so that each column of U has its largest-magnitude
-entry positive.
+entry positive (`jfacemap.encode.svd.fix_signs`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from jfacemap.encode.svd import fix_signs, top_components
+from jfacemap.series import zscore as zscore_series
 
 __all__ = ["zscore", "neural_svd", "prediction_targets", "predicted_activity"]
 
@@ -37,7 +41,8 @@ def _time_last(spks: np.ndarray, axis: int) -> np.ndarray:
 def zscore(
     spks: np.ndarray, axis: int = 1, train_idx: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Z-score each neuron along time.
+    """Z-score each neuron along time (`jfacemap.series.zscore`, a chunk of neurons at a time:
+    the paper's 50,000 x 21,600 recording is 4 GB in float32, twice that as float64).
 
     spks: (n_neurons, T) when axis=1 (time along `axis`); train_idx: optional
     frame indices whose mean and s.d. (ddof=0) are used, else all frames.
@@ -62,35 +67,8 @@ def zscore(
         if not np.all(np.isfinite(rows)):
             bad = a + int(np.argmax(~np.all(np.isfinite(rows), axis=1)))
             raise ValueError(f"neural activity has non-finite values (first in neuron {bad})")
-        ref = rows if cols is None else rows[:, cols]
-        m = ref.mean(axis=1)
-        s = ref.std(axis=1)
-        s[s == 0] = 1.0
-        mean[a : a + step], std[a : a + step] = m, s
-        out[a : a + step] = (rows - m[:, None]) / s[:, None]
+        out[a : a + step], mean[a : a + step], std[a : a + step] = zscore_series(rows, axis=1, idx=cols)
     return (out if axis in (1, -1) else out.T), mean, std
-
-
-def _flip_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sign = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
-    sign[sign == 0] = 1.0
-    return U * sign, V * sign
-
-
-def _exact_svd(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (U, S) of X (N, T) from the smaller Gram matrix, float64."""
-    X64 = np.asarray(X, dtype=np.float64)
-    if X64.shape[0] <= X64.shape[1]:
-        evals, evecs = np.linalg.eigh(X64 @ X64.T)
-        order = np.argsort(evals)[::-1][:k]
-        return evecs[:, order], np.sqrt(np.clip(evals[order], 0.0, None))
-    evals, evecs = np.linalg.eigh(X64.T @ X64)
-    order = np.argsort(evals)[::-1][:k]
-    S = np.sqrt(np.clip(evals[order], 0.0, None))
-    U = X64 @ evecs[:, order]
-    # A zero singular value has no left vector from X: leave that column zero.
-    U /= np.where(S > 0, S, 1.0)
-    return U, S
 
 
 def _randomized_svd(
@@ -140,20 +118,21 @@ def neural_svd(
     k = int(min(n_components, *X.shape))
     if method == "auto":
         method = "exact" if min(X.shape) <= _EXACT_MAX_SIDE else "randomized"
-    if method == "exact":
-        U, S = _exact_svd(X, k)
+    if method == "exact":  # float64 throughout; a zero singular value keeps its (near-)zero column
+        S, Ut = top_components(X.T, k, drop_null=False, dtype=np.float64)
+        U = Ut.T
     elif method == "randomized":
         U, S = _randomized_svd(X, k, n_oversample, n_power_iter, seed)
     else:
         raise ValueError(f"method must be 'auto', 'exact' or 'randomized', got {method!r}")
+    U = fix_signs(U.T).T  # before V: V's signs follow U's
     # Project every frame (not only train ones); float32 activity stays float32 in the big product.
     if X_all.dtype == np.float32:
         Y = (X_all.T @ U.astype(np.float32)).astype(np.float64)
     else:
         Y = np.asarray(X_all, dtype=np.float64).T @ U
     V = Y / np.where(S > 0, S, 1.0)
-    U_out, V_out = _flip_signs(U, V)
-    return U_out.astype(np.float32), S, V_out.astype(np.float32)
+    return U.astype(np.float32), S, V.astype(np.float32)
 
 
 def prediction_targets(

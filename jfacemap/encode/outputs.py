@@ -42,15 +42,11 @@ def write_encode_outputs(out: Path, result, behavior: np.ndarray, behavior_times
         paths["linear"] = out / "linear.npz"
         write_npz_atomic(paths["linear"], A=fit.A, B=fit.B, x_mean=fit.x_mean, y_mean=fit.y_mean)
     if result.deep_model is not None:
-        from jfacemap.encode.deep import behavioural_features, save_encoder  # JAX: only when there is a network
+        from jfacemap.encode.deep import save_encoder  # JAX: only when there is a network
 
-        x = (behavior - result.behavior_zscore[0]) / result.behavior_zscore[1]
-        x = x.astype(np.float32)
         paths["features"] = out / "features.npz"
-        write_npz_atomic(paths["features"], features=behavioural_features(result.deep_model, x, behavior_times),
-                         times=behavior_times,
-                         features_neural=behavioural_features(result.deep_model, x, behavior_times, neural_times),
-                         neural_times=neural_times)
+        write_npz_atomic(paths["features"], features=result.features, times=behavior_times,
+                         features_neural=result.features_neural, neural_times=neural_times)
         paths["encoder"] = save_encoder(out / "encoder", result.deep_model,
                                         {"behavior_mean": result.behavior_zscore[0],
                                          "behavior_sd": result.behavior_zscore[1],

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jfacemap.encode.align import Split, check_timestamps, gaussian_smooth, resample, segment_split
+from jfacemap.encode.align import Split, gaussian_smooth, hold_out_ends, resample, segment_split
 from jfacemap.encode.linear import RRRFit, reduced_rank_regression, rrr_predict
 from jfacemap.encode.metrics import (
     cumulative_ve_across_pcs,
@@ -30,6 +30,8 @@ from jfacemap.encode.metrics import (
 )
 from jfacemap.encode.neural_pcs import prediction_targets, zscore
 from jfacemap.errors import JfacemapError
+from jfacemap.io.timestamps import check_timestamps
+from jfacemap.series import zscore as zscore_columns  # behaviour (T, D) -> (float32 z, mean (D,), sd (D,))
 
 MODELS = ("linear", "deep")
 # SPEC: rank 21 from keypoints, 128 from movie PCs.
@@ -51,6 +53,9 @@ class EncodeResult:
       explainable <= 1e-3), when explainable_ve is known.
     cumulative_ve: model name -> (k,) cumulative VE across PCs (fraction of all test variance).
     linear_fit: the RRR weights; deep_model / deep_history: the trained encoder.
+    features: (T_video, 256) float32 deep behavioural features at behavior_times (the
+      HMM stage's input); features_neural: (T_neural, 256) the same at neural_times; None without deep.
+    behavior_times, neural_times: (T_video,), (T_neural,) s, the clocks of the above.
     clusters: (when n_clusters) labels, scales (n_neurons,); r_<model> (n_clusters,)
       cluster trace vs prediction on test frames; locality (n_clusters,) when positions are known.
     """
@@ -69,30 +74,49 @@ class EncodeResult:
     deep_history: list[dict] = field(default_factory=list)
     behavior_zscore: tuple[np.ndarray, np.ndarray] | None = None
     clusters: dict[str, np.ndarray] = field(default_factory=dict)
+    features: np.ndarray | None = None
+    features_neural: np.ndarray | None = None
+    behavior_times: np.ndarray | None = None
+    neural_times: np.ndarray | None = None
+
+    @property
+    def feature_fps(self) -> float:
+        """Rate of `features` (Hz): the median video frame rate."""
+        return float(1.0 / np.median(np.diff(self.behavior_times)))
 
 
-def zscore_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(T, D) -> (z-scored float32, mean (D,), sd (D,)); constant columns get sd 1."""
-    x = np.asarray(x, np.float64)
-    mean, sd = x.mean(axis=0), x.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    return ((x - mean) / sd).astype(np.float32), mean, sd
+# How the deep encoder is trained (see `deep_recipe`).
+SCHEDULES = ("validated", "paper", "full")
+VALIDATION_FRACTION = 0.1  # of each training segment, held out (after a gap) to pick the epoch
+VALIDATION_PATIENCE = 60   # epochs without a better validation loss before stopping
 
 
-def deep_recipe(n_neurons: int, neural_times: np.ndarray, overrides: dict | None = None):
-    """The deep encoder's recipe for this recording (the SPEC's small-data rules need
-    the neuron count and the training duration of the default split)."""
-    from jfacemap.encode.deep import encoder_recipe
+def deep_recipe(n_neurons: int, neural_times: np.ndarray, overrides: dict | None = None,
+                schedule: str = "validated"):
+    """The deep encoder's recipe for this recording.
 
+    schedule: "validated" (default): the full schedule (AdamW 1e-3, 300 epochs, LR / 10 and
+      / 100 over the last 100 and 50) with early stopping on validation frames held out of
+      each training segment (`hold_out_ends`), so the number of epochs adapts to the data;
+      "paper": the paper's fixed small-data rules (< 2,000 neurons: LR and weight decay / 10;
+      < 1 h of training data: / 2 and 100 fewer epochs), no validation; "full": the full
+      schedule whatever the data size, no validation. bench/bench_encode_schedule.py measures them.
+    """
+    from jfacemap.encode.deep import EncoderRecipe, encoder_recipe
+
+    if schedule not in SCHEDULES:
+        raise JfacemapError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     split = segment_split(neural_times)
     train_seconds = float(sum(neural_times[s[-1]] - neural_times[s[0]] for s in split.train))
     overrides = dict(overrides or {})
+    full = encoder_recipe(n_neurons, train_seconds) if schedule == "paper" else EncoderRecipe()
     if "epochs" in overrides and "lr_tail" not in overrides:
         # A shorter (or longer) run keeps the schedule's shape: the LR drops over the last 1/3 and 1/6.
-        full = encoder_recipe(n_neurons, train_seconds)
         scale = overrides["epochs"] / full.epochs
         overrides["lr_tail"] = tuple((max(1, round(n * scale)), m) for n, m in full.lr_tail)
-    return encoder_recipe(n_neurons, train_seconds, **overrides)
+    if schedule == "validated":
+        overrides = {"patience": VALIDATION_PATIENCE} | overrides
+    return full.replace(**overrides)
 
 
 def check_encode_inputs(spks, neural_times, behavior, behavior_times, xpos=None, ypos=None,
@@ -104,10 +128,8 @@ def check_encode_inputs(spks, neural_times, behavior, behavior_times, xpos=None,
     spks = np.asarray(spks)
     if spks.ndim != 2:
         raise JfacemapError(f"neural activity must be (neurons, time), got shape {spks.shape}")
-    neural_times = check_timestamps(neural_times, "neural times")
+    neural_times = check_timestamps(neural_times, "neural times", n=spks.shape[1], what="neural frame")
     behavior_times = check_timestamps(behavior_times, "behaviour times")
-    if spks.shape[1] != len(neural_times):
-        raise JfacemapError(f"{len(neural_times)} neural timestamps for {spks.shape[1]} neural frames")
     behavior = np.asarray(behavior)
     if behavior.ndim != 2 or len(behavior) != len(behavior_times):
         raise JfacemapError(f"behaviour must be (time, features) with {len(behavior_times)} rows, got {behavior.shape}")
@@ -138,6 +160,7 @@ def encode_recording(
     peer_mode: str = "strips",
     seed: int = 0,
     deep_overrides: dict | None = None,
+    schedule: str = "validated",
     train_fraction: float = 1.0,
     n_clusters: int = 0,
     on_epoch: Callable[[int, dict], bool | None] | None = None,
@@ -162,6 +185,8 @@ def encode_recording(
         with each cluster's prediction r and locality index.
       deep_overrides: EncoderRecipe fields to override (e.g. epochs; the LR
         schedule's tail is scaled with them unless lr_tail is given too).
+      schedule: how the deep encoder trains: "validated" (early stopping on the last
+        tenth of each training segment), "paper" or "full" (`deep_recipe`).
       on_epoch: progress callback of the deep training.
       log: one-line progress messages.
     """
@@ -179,7 +204,8 @@ def encode_recording(
     spks_z, _, _ = zscore(spks)
     targets, U = prediction_targets(spks_z, n_pcs, train_idx=train)
     x, x_mean, x_sd = zscore_columns(behavior)
-    result = EncodeResult(summary={}, split=split, U=U, targets=targets, behavior_zscore=(x_mean, x_sd))
+    result = EncodeResult(summary={}, split=split, U=U, targets=targets, behavior_zscore=(x_mean, x_sd),
+                          behavior_times=behavior_times, neural_times=neural_times)
     log(f"{spks.shape[0]} neurons x {spks.shape[1]} frames; {len(train)} train / {len(test)} test frames; "
         f"predicting {'neurons' if U is None else f'{targets.shape[1]} PCs'} from {behavior.shape[1]} features")
     test_variance = float(np.var(spks_z[:, test], axis=1).sum())
@@ -195,14 +221,25 @@ def encode_recording(
         log(f"linear: rank {r} reduced-rank regression")
 
     if "deep" in models:
-        from jfacemap.encode.deep import predict_neural, train_encoder
+        from jfacemap.encode.deep import behavioural_features, predict_neural, train_encoder
 
-        recipe = deep_recipe(spks.shape[0], neural_times, deep_overrides)
-        model, history = train_encoder(x, behavior_times, targets, neural_times, split.train, recipe=recipe,
-                                       seed=seed, on_epoch=on_epoch, test_segments=split.test)
+        recipe = deep_recipe(spks.shape[0], neural_times, deep_overrides, schedule)
+        fit, val = (hold_out_ends(split.train, neural_times, VALIDATION_FRACTION) if schedule == "validated"
+                    else (split.train, None))
+        model, history = train_encoder(x, behavior_times, targets, neural_times, fit, recipe=recipe,
+                                       seed=seed, on_epoch=on_epoch, test_segments=split.test,
+                                       val_segments=val or None)
         result.deep_model, result.deep_history = model, history
         result.predictions["deep"] = np.asarray(predict_neural(model, x, behavior_times, neural_times), np.float32)
-        result.summary["deep_recipe"] = recipe.to_dict()
+        result.features = behavioural_features(model, x, behavior_times)
+        result.features_neural = behavioural_features(model, x, behavior_times, neural_times)
+        result.summary["deep_recipe"] = recipe.to_dict() | {"schedule": schedule}
+        if val:
+            best = max((row["epoch"] for row in history if row.get("best")), default=len(history) - 1)
+            result.summary["deep_recipe"] |= {"epochs_run": len(history), "best_epoch": best,
+                                              "validation_frames": int(sum(len(v) for v in val))}
+            log(f"deep: {len(history)} of {recipe.epochs} epochs run; the weights of epoch {best + 1} kept "
+                "(best loss on the validation frames held out of each training segment)")
 
     for name, pred in result.predictions.items():
         result.ve[name] = ve_per_neuron(spks_z[:, test], pred[test], U)

@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 _ROW_TOL = 1e-4   # float32 fits: rows of a softmax sum to 1 within ~1e-6
+TOP_NEURONS = 10  # neurons picked per state by `state_triggered_responses`
 
 
 def _check_transitions(A: np.ndarray, name: str = "A") -> np.ndarray:
@@ -345,7 +346,7 @@ def state_triggered_responses(
     states: np.ndarray,
     spks: np.ndarray,
     n_states: int,
-    n_top: int = 10,
+    n_top: int = TOP_NEURONS,
     train_mask: np.ndarray | None = None,
     relative: bool = True,
 ) -> StateResponses:

@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from jfacemap.errors import JfacemapError
+from jfacemap.hmm import DOWNSAMPLE, LEARNING_RATE, N_STATES, PATIENCE
 from jfacemap.hmm.inference import forward_backward, gaussian_log_emissions, log_likelihood, viterbi
 from jfacemap.hmm.optimizers import hmm_optimizer, transitions_only_optimizer
 
@@ -147,7 +148,7 @@ def _as_sequences(sequences, n_states: int, name: str) -> list[np.ndarray]:
     return seqs
 
 
-def downsample(x, factor: int = 10) -> np.ndarray:
+def downsample(x, factor: int = DOWNSAMPLE) -> np.ndarray:
     """Mean over consecutive blocks of ``factor`` frames (SPEC: 10x, 50 Hz -> 5 Hz).
 
     x: (T, D); returns (T // factor, D) float32. Block i averages frames
@@ -182,7 +183,7 @@ def default_sigma2(x, reference_features: int = REFERENCE_FEATURES) -> float:
     return total / reference_features
 
 
-def init_params(sequences, n_states: int = 50, sigma2: float | None = None, seed: int = 0) -> HMMParams:
+def init_params(sequences, n_states: int = N_STATES, sigma2: float | None = None, seed: int = 0) -> HMMParams:
     """The SPEC's starting point: Q_ii = 3, Q_ij = 0, uniform initial logits,
     means = n_states distinct random timepoints of the sequences, sigma2 = default_sigma2 unless given."""
     seqs = _as_sequences(sequences, n_states, "sequences")
@@ -347,17 +348,17 @@ class _Monitor:
 
 def fit_hmm(
     sequences,
-    n_states: int = 50,
+    n_states: int = N_STATES,
     *,
     sigma2: float | None = None,
     seed: int = 0,
     optimizer: optax.GradientTransformation | None = None,
-    learning_rate: float = 0.05,
+    learning_rate: float = LEARNING_RATE,
     transition_learning_rate: float | None = None,
     transitions_phase: bool = True,
     max_steps: int = 1000,
     test_sequences=None,
-    patience: int | None = 50,
+    patience: int | None = PATIENCE,
     min_improvement: float = 1e-5,
     on_step: Callable[[int, float, float | None], None] | None = None,
     init: HMMParams | None = None,
@@ -462,7 +463,7 @@ def em_step(params: HMMParams, sequences) -> tuple[HMMParams, float]:
 
 def fit_hmm_em(
     sequences,
-    n_states: int = 50,
+    n_states: int = N_STATES,
     *,
     sigma2: float | None = None,
     seed: int = 0,

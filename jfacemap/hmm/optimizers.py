@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from jfacemap.errors import JfacemapError
+from jfacemap.hmm import LEARNING_RATE
 
 __all__ = ["default_transition_learning_rate", "hmm_optimizer", "transitions_only_optimizer"]
 
@@ -40,7 +41,7 @@ def _per_group(transitions: optax.GradientTransformation, means: optax.GradientT
 
 
 def hmm_optimizer(
-    learning_rate: float = 0.05, transition_learning_rate: float | None = None
+    learning_rate: float = LEARNING_RATE, transition_learning_rate: float | None = None
 ) -> optax.GradientTransformation:
     """Adam over (Q, means, initial logits[, log sigma2]), with its own rate for Q and the initial logits.
 
@@ -60,7 +61,7 @@ def hmm_optimizer(
     return _per_group(optax.adam(transition_learning_rate), optax.adam(learning_rate))
 
 
-def transitions_only_optimizer(learning_rate: float = 0.05) -> optax.GradientTransformation:
+def transitions_only_optimizer(learning_rate: float = LEARNING_RATE) -> optax.GradientTransformation:
     """Adam on Q and the initial logits at learning_rate; the means (and a learned sigma2) stay where they are."""
     _check_rate("learning_rate", learning_rate)
     return _per_group(optax.adam(learning_rate), optax.set_to_zero())

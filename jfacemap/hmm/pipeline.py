@@ -25,7 +25,10 @@ Steps:
    near / reverse / two-step transitions against chance, the Rastermap-style
    state order and forward-sequence lengths against shuffled runs;
 7. optionally the same on the data shuffled in time (the paper's control),
-   timepoints permuted within the training and within the test blocks.
+   timepoints permuted within the training and within the test blocks;
+8. given neural activity (`responses`), the state-triggered responses: each
+   state's most active neurons on training trials (runs of the state), and
+   their responses on the test trials of every state.
 Log-likelihoods are nats per timepoint of the data the model sees (z-scored,
 downsampled); `summary()` adds them in data units (downsampled features),
 comparable with and without z-scoring. The test figure is also the
@@ -35,6 +38,7 @@ early-stopping criterion, so slightly optimistic.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -42,9 +46,11 @@ import jax
 import numpy as np
 
 from jfacemap.errors import JfacemapError
+from jfacemap.hmm import DOWNSAMPLE, LEARNING_RATE, MAX_STEPS, N_STATES, PATIENCE, REFINE, TEST_FRACTION
 from jfacemap.hmm.analysis import (
-    near_transitions, off_diagonal_transitions, run_lengths, sequence_length_histogram,
-    shuffled_forward_lengths, forward_sequence_lengths, state_lifetimes, transition_sparsity,
+    StateResponses, near_transitions, off_diagonal_transitions, run_lengths, sequence_length_histogram,
+    TOP_NEURONS, shuffled_forward_lengths, forward_sequence_lengths, state_lifetimes, state_triggered_responses,
+    transition_sparsity,
 )
 from jfacemap.hmm.controls import shuffle_time
 from jfacemap.hmm.fit import (
@@ -57,45 +63,34 @@ from jfacemap.hmm.inference import sample
 from jfacemap.hmm.refine import reseed_proposal
 from jfacemap.hmm.sorting import sort_states
 from jfacemap.hmm.transform import FeatureTransform
+from jfacemap.series import N_SEGMENTS, split_segments
+from jfacemap.series import zscore as zscore_series  # run_hmm's `zscore` is its on/off switch
 
-__all__ = ["ModelAnalysis", "HMMResult", "split_blocks", "zscore_columns", "describe_model", "run_hmm"]
+__all__ = ["ModelAnalysis", "HMMResult", "split_blocks", "describe_model", "run_hmm"]
 
 # on_step(fit_index, step, train_loglik, test_loglik): fit_index counts every fit of a run (inits, then control).
 StepCallback = Callable[[int, int, float, "float | None"], None]
 
 
-def split_blocks(n_timepoints: int, test_fraction: float = 0.25, n_segments: int = 10,
+def split_blocks(n_timepoints: int, test_fraction: float = TEST_FRACTION, n_segments: int = N_SEGMENTS,
                  min_segment: int = 10) -> tuple[list[slice], list[slice]]:
     """Contiguous train/test blocks: (train slices, test slices) of 0..n_timepoints-1.
 
     The time axis is cut into min(n_segments, n_timepoints // min_segment)
-    (at least 1) near-equal segments; the last round(test_fraction * length)
-    timepoints of each (at least 1 when test_fraction > 0) are test, the rest
-    train. test_fraction = 0 gives no test blocks.
+    (at least 1) near-equal segments (`jfacemap.series.split_segments`, no
+    gap); the first floor((1 - test_fraction) * length) timepoints of each are
+    train, the rest (at least 1 when test_fraction > 0) test. test_fraction =
+    0 gives no test blocks.
     """
     if not 0 <= test_fraction < 1:
         raise JfacemapError(f"test fraction must be in [0, 1), got {test_fraction}")
     if n_segments < 1:
         raise JfacemapError(f"n_segments must be >= 1, got {n_segments}")
     n = max(1, min(n_segments, n_timepoints // min_segment))
-    edges = np.linspace(0, n_timepoints, n + 1).round().astype(int)
-    train, test = [], []
-    for start, stop in zip(edges[:-1], edges[1:]):
-        n_test = 0 if test_fraction == 0 else max(1, int(round(test_fraction * (stop - start))))
-        if stop - start - n_test < 1:
-            raise JfacemapError(f"{n_timepoints} timepoints are too few to split into train and test blocks")
-        train.append(slice(start, stop - n_test))
-        if n_test:
-            test.append(slice(stop - n_test, stop))
-    return train, test
-
-
-def zscore_columns(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(z-scored x, mean (D,), sd (D,)) with statistics over x[rows]; SD 0 -> 1."""
-    ref = x[rows].astype(np.float64)
-    mean, sd = ref.mean(0), ref.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
-    return ((x - mean) / sd).astype(np.float32), mean, sd
+    train_spans, test_spans = split_segments(n_timepoints, n, 1.0 - test_fraction)
+    if any(stop <= start for start, stop in train_spans):
+        raise JfacemapError(f"{n_timepoints} timepoints are too few to split into train and test blocks")
+    return [slice(*t) for t in train_spans], [slice(*t) for t in test_spans if t[1] > t[0]]
 
 
 @dataclass(frozen=True)
@@ -186,7 +181,9 @@ class HMMResult:
     a sequence drawn from the fitted model; control: the same run on
     shuffled data, or None (its test_loglik is on the real test blocks, its
     own shuffled ones in settings["test_loglik_shuffled"]); settings: the
-    arguments; seconds: wall time.
+    arguments; seconds: wall time; responses: the neurons of each state and
+    their responses on test trials (`state_triggered_responses`), when
+    `run_hmm` was given neural activity, else None.
     """
 
     params: HMMParams
@@ -206,6 +203,7 @@ class HMMResult:
     control: "HMMResult | None"
     settings: dict
     seconds: float
+    responses: StateResponses | None = None
 
     @property
     def transform(self) -> FeatureTransform:
@@ -251,6 +249,13 @@ class HMMResult:
             "seconds": self.seconds,
             **{k: v for k, v in self.analysis.stats.items()},
         }
+        if self.responses is not None:  # a state's own neurons on its test trials, and on other states'
+            r = self.responses.response
+            off = ~np.eye(len(r), dtype=bool)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no test trials
+                out["state_response_own"] = float(np.nanmean(np.diag(r)))
+                out["state_response_other"] = float(np.nanmean(r[off]))
         if self.control is not None:
             c = self.control
             out["control"] = {"train_loglik": c.train_loglik, "test_loglik": c.test_loglik,
@@ -317,23 +322,24 @@ def _fit_and_describe(x, train, test, n_states, sigma2, seed, n_inits, refine, f
 def run_hmm(
     features,
     fps: float,
-    n_states: int = 50,
+    n_states: int = N_STATES,
     *,
-    downsample_factor: int = 10,
+    downsample_factor: int = DOWNSAMPLE,
     sigma2: float | None = None,
     learn_sigma2: bool = False,
     zscore: bool = True,
     seed: int = 0,
-    max_steps: int = 2000,
-    learning_rate: float = 0.05,
+    max_steps: int = MAX_STEPS,
+    learning_rate: float = LEARNING_RATE,
     transition_learning_rate: float | None = None,
-    patience: int = 50,
-    test_fraction: float = 0.25,
-    n_segments: int = 10,
+    patience: int = PATIENCE,
+    test_fraction: float = TEST_FRACTION,
+    n_segments: int = N_SEGMENTS,
     n_inits: int = 1,
-    refine: int = 3,
+    refine: int = REFINE,
     control: bool = False,
     n_sample: int = 300,
+    responses=None,
     on_step: StepCallback | None = None,
 ) -> HMMResult:
     """Fit an HMM to features (T, D) recorded at fps Hz and analyse it (see the module docstring).
@@ -355,14 +361,29 @@ def run_hmm(
     (`refine.reseed_proposal`; 0 = the SPEC's single gradient fit);
     control: also fit the data shuffled in time (single timepoints);
     n_sample: length of the sequence drawn from the fit (model steps);
+    responses: (T, n_neurons) neural activity on the features' frames (e.g.
+    resampled at their times): block-means like the features, then each
+    state's top neurons on training trials and their responses on test trials
+    (`state_triggered_responses`, the paper's state-triggered activity) go in
+    `HMMResult.responses`;
     on_step(fit_index, step, train_ll, test_ll) after every step of every fit.
     """
     start = time.perf_counter()
     raw = check_features(features, 1)
+    activity = None if responses is None else _check_responses(responses, raw.shape[0])
     if not (np.isfinite(fps) and fps > 0):
         raise JfacemapError(f"fps must be a positive number, got {fps}")
     if n_inits < 1:
         raise JfacemapError(f"n_inits must be >= 1, got {n_inits}")
+    if int(downsample_factor) != downsample_factor or downsample_factor < 1:
+        raise JfacemapError(f"downsample_factor must be a positive integer, got {downsample_factor}")
+    # Each block of the split needs a training and a test timepoint, and the states more timepoints than
+    # there are of them: fewer fit without error but describe nothing (no transitions to analyse).
+    n_timepoints, need = raw.shape[0] // int(downsample_factor), max(2 * n_segments, n_states + 1)
+    if n_timepoints < need:
+        raise JfacemapError(f"{raw.shape[0]} frames give {n_timepoints} timepoints after downsample_factor="
+                            f"{downsample_factor}, too few: need at least {need} (2 per block of the train/test "
+                            f"split into n_segments={n_segments}, and more than n_states={n_states})")
     xd = downsample(raw, downsample_factor)
     train, test = split_blocks(len(xd), test_fraction, n_segments)
     n_train = sum(s.stop - s.start for s in train)
@@ -371,7 +392,7 @@ def run_hmm(
                             f"downsampling, too few for {n_states} states")
     rows = np.concatenate([np.arange(s.start, s.stop) for s in train])
     if zscore:
-        x, mean, sd = zscore_columns(xd, rows)
+        x, mean, sd = zscore_series(xd, idx=rows)
     else:
         x, mean, sd = xd, np.zeros(xd.shape[1]), np.ones(xd.shape[1])
     dt = downsample_factor / fps
@@ -404,5 +425,23 @@ def run_hmm(
                                    c[6], c[7], None, settings | {"shuffled": True, "test_loglik_shuffled": c[3]},
                                    0.0)
     params, history, train_ll, test_ll, states, analysis, sampled_states, sampled = fitted
+    triggered = None
+    if activity is not None:
+        train_mask = np.zeros(len(states), bool)
+        train_mask[rows] = True
+        per_step = downsample(activity, downsample_factor).T  # (n_neurons, T_d), on the model's steps
+        triggered = state_triggered_responses(states, per_step, n_states, n_top=min(TOP_NEURONS, len(per_step)),
+                                              train_mask=train_mask)
     return HMMResult(params, history, x, dt, mean, sd, train, test, states, train_ll, test_ll, analysis,
-                     sampled_states, sampled, control_result, settings, time.perf_counter() - start)
+                     sampled_states, sampled, control_result, settings, time.perf_counter() - start, triggered)
+
+
+def _check_responses(responses, n_frames: int) -> np.ndarray:
+    """(T, n_neurons) finite activity, one row per feature frame (checked before any fitting)."""
+    act = np.asarray(responses)
+    if act.ndim != 2 or act.shape[0] != n_frames or act.shape[1] < 1:
+        raise JfacemapError(f"responses must be (T={n_frames}, n_neurons): one row per feature frame, "
+                            f"got shape {act.shape}")
+    if not np.isfinite(act).all():
+        raise JfacemapError("responses has NaN/inf values")
+    return act

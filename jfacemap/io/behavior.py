@@ -3,7 +3,8 @@
 - keypoints: `_FacemapPose.h5` or a DeepLabCut CSV or .h5 -> x and y of each
   bodypart (the paper's 11 analysis bodyparts, 22 coordinates, when the file
   has them all; else every bodypart). Short NaN gaps (occlusions, filtered
-  outliers) are filled by linear interpolation in time.
+  outliers) are filled by linear interpolation in time; a bodypart that is
+  never visible is left out, with a warning.
 - movie PCs: a `_svd.npz` written by `jfacemap svd` (motion or movie PCs).
 - any (time x features) array: `.npy`, or `.npz` with one 2-D array.
 
@@ -13,6 +14,7 @@ Timestamps come from the caller (`times` or `fps`), never from a guessed ratio.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +22,21 @@ import numpy as np
 
 from jfacemap.errors import JfacemapError
 from jfacemap.io.keypoints import read_keypoints
+from jfacemap.io.timestamps import check_timestamps
 from jfacemap.skeleton import ANALYSIS_BODYPARTS
 
-__all__ = ["Behavior", "BehaviorFileError", "read_behavior", "read_timestamps", "keypoint_coordinates"]
+__all__ = ["Behavior", "BehaviorFileError", "UnusableBodypartWarning", "read_behavior", "read_timestamps",
+           "keypoint_coordinates"]
 
 SVD_KINDS = ("motion", "movie")
 
 
 class BehaviorFileError(JfacemapError):
     """A behaviour file or its timestamps are unusable; one line naming the file."""
+
+
+class UnusableBodypartWarning(UserWarning):
+    """A keypoint file's bodypart has no usable value and was left out of the behaviour."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +51,32 @@ class Behavior:
     source: Path
 
 
-def keypoint_coordinates(keypoints: np.ndarray, bodyparts, where: object = "keypoints") -> tuple[np.ndarray, list[str]]:
-    """(T, K, 2 or 3) keypoints -> ((T, 2K') x, y columns, names), using the
-    analysis bodyparts when all are present; NaN gaps filled by interpolation."""
+def keypoint_coordinates(keypoints: np.ndarray, bodyparts, where: object = "keypoints",
+                         dtype=np.float32) -> tuple[np.ndarray, list[str]]:
+    """(T, K, 2 or 3) keypoints -> ((T, 2K') x, y columns as `dtype`, names), using the
+    analysis bodyparts when all are present; NaN gaps filled by interpolation (in float64).
+
+    A bodypart never visible (no finite x or y, e.g. a synthetic session's
+    hidden paw) is left out with an `UnusableBodypartWarning` naming `where`
+    and the bodypart; BehaviorFileError if none is left.
+    """
     bodyparts = list(bodyparts)
     use = [bodyparts.index(b) for b in ANALYSIS_BODYPARTS] if set(ANALYSIS_BODYPARTS) <= set(bodyparts) \
         else list(range(len(bodyparts)))
-    xy = np.asarray(keypoints, np.float64)[:, use, :2].reshape(len(keypoints), -1)
+    kp = np.asarray(keypoints, np.float64)
+    seen = np.isfinite(kp[:, use, :2]).any(axis=0).all(axis=-1) if len(kp) else np.zeros(len(use), bool)
+    if not seen.all():
+        hidden = [bodyparts[i] for i, ok in zip(use, seen) if not ok]
+        if seen.any():  # warn only when something is left: otherwise the error below says it all
+            warnings.warn(f"{where}: left out bodypart{'s' if len(hidden) > 1 else ''} "
+                          f"{', '.join(map(repr, hidden))}: never visible (no finite x, y)",
+                          UnusableBodypartWarning, stacklevel=2)
+        use = [i for i, ok in zip(use, seen) if ok]
+        if not use:
+            raise BehaviorFileError(f"{where}: no bodypart is ever visible (every x, y is NaN)")
+    xy = kp[:, use, :2].reshape(len(kp), -1)
     names = [f"{bodyparts[i]}_{c}" for i in use for c in ("x", "y")]
-    return fill_gaps(xy, names, where).astype(np.float32), names
+    return fill_gaps(xy, names, where).astype(dtype, copy=False), names
 
 
 def fill_gaps(values: np.ndarray, names, where: object) -> np.ndarray:
@@ -67,8 +92,8 @@ def fill_gaps(values: np.ndarray, names, where: object) -> np.ndarray:
     return out
 
 
-def read_timestamps(path: str | os.PathLike, n: int | None = None, what: str = "frames") -> np.ndarray:
-    """(T,) seconds from a .npy (or .npz with one array); checks length `n`, finite, increasing."""
+def read_timestamps(path: str | os.PathLike, n: int | None = None, what: str = "frame") -> np.ndarray:
+    """(T,) seconds from a .npy (or .npz with one array), checked by `check_timestamps` (one per `what`, n)."""
     p = Path(path)
     try:
         loaded = np.load(p, allow_pickle=False)
@@ -83,22 +108,14 @@ def read_timestamps(path: str | os.PathLike, n: int | None = None, what: str = "
         if isinstance(error, BehaviorFileError):
             raise
         raise BehaviorFileError(f"{p}: cannot read timestamps ({error})") from error
-    t = np.asarray(loaded, np.float64).ravel()
-    if n is not None and t.size != n:
-        raise BehaviorFileError(f"{p}: {t.size} timestamps for {n} {what}")
-    if not np.isfinite(t).all():
-        raise BehaviorFileError(f"{p}: timestamps have NaN/inf values")
-    if t.size > 1 and not (np.diff(t) > 0).all():
-        raise BehaviorFileError(f"{p}: timestamps must increase strictly")
-    return t
+    return check_timestamps(np.ravel(loaded), str(p), n=n, what=what, error=BehaviorFileError)
 
 
 def _times(n: int, times, fps, p: Path) -> np.ndarray:
     if times is not None:
-        t = read_timestamps(times, n) if isinstance(times, (str, os.PathLike)) else np.asarray(times, np.float64)
-        if t.shape != (n,):
-            raise BehaviorFileError(f"{p}: {t.size} timestamps for {n} frames")
-        return t
+        if isinstance(times, (str, os.PathLike)):
+            return read_timestamps(times, n)
+        return check_timestamps(times, f"{p}: times", n=n, error=BehaviorFileError)
     if fps is None:
         raise BehaviorFileError(f"{p}: no timestamps: give the video frame rate (fps) or the timestamps (times)")
     if not fps > 0:

@@ -13,21 +13,22 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from jfacemap import DEFAULT_FPS  # re-exported: the rate of features that carry no timestamps
 from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import write_bytes_atomic, write_npz_atomic, write_text_atomic
 from jfacemap.io.jsonable import jsonable
+from jfacemap.io.timestamps import check_timestamps
 
 __all__ = ["DEFAULT_FPS", "load_features", "write_hmm_outputs"]
 
-DEFAULT_FPS = 50.0  # the paper's camera rate, used when the input carries no timestamps
 KEYPOINT_SUFFIXES = (".h5", ".hdf5", ".csv")
 
 
 def _fps_from_times(times: np.ndarray, where: Path) -> float:
-    steps = np.diff(np.asarray(times, np.float64).ravel())
-    if steps.size == 0 or not np.all(np.isfinite(steps)) or not np.all(steps > 0):
-        raise JfacemapError(f"{where}: times must increase strictly")
-    return 1.0 / float(np.median(steps))
+    t = check_timestamps(np.ravel(times), f"{where}: times")
+    if t.size < 2:
+        raise JfacemapError(f"{where}: one timestamp gives no frame rate: give fps")
+    return 1.0 / float(np.median(np.diff(t)))
 
 
 def _read_npz(p: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -98,7 +99,15 @@ def _analysis_arrays(result, prefix: str = "") -> dict:
         "history_train_loglik": result.history.train_loglik,
         "history_test_loglik": None if test is None else np.asarray(test, np.float64),
         "train_mask": train_mask,
-    }.items()}
+    }.items()} | _response_arrays(getattr(result, "responses", None), prefix)
+
+
+def _response_arrays(responses, prefix: str) -> dict:
+    """The state-triggered responses (`HMMResult.responses`) as response_* arrays; none without them."""
+    if responses is None:
+        return {}
+    return {f"{prefix}response_{k}": getattr(responses, k) for k in (
+        "trial_state", "trial_start", "trial_length", "trial_split", "neurons", "population", "response")}
 
 
 def write_hmm_outputs(out: Path, result, inputs: dict | None = None,
@@ -111,7 +120,9 @@ def write_hmm_outputs(out: Path, result, inputs: dict | None = None,
       (`jfacemap.hmm.params_file`; `read_emissions` gives means and variance in data units).
     states.npy: (T_d,) int32 Viterbi path at fps / downsample.
     analysis.npz: per-state arrays and curves of `describe_model` (control_* for the shuffled control),
-      fit histories and train_mask (T_d,). analysis.json: their scalar summaries and per-state lifetimes.
+      fit histories and train_mask (T_d,); with neural activity, the state-triggered responses response_*
+      (`jfacemap.hmm.analysis.StateResponses`'s fields). analysis.json: their scalar summaries and per-state
+      lifetimes.
     figures: draws the figures into `out` and returns their paths (e.g. `jfacemap.figures.hmm.plot_hmm_figures`),
       called after the arrays and before summary.json; None: no figures.
     result: a `jfacemap.hmm.pipeline.HMMResult`.

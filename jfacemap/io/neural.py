@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jfacemap.errors import JfacemapError
+from jfacemap.io.timestamps import check_timestamps
 
 __all__ = ["NeuralData", "NeuralFileError", "read_neural"]
 
@@ -120,12 +121,6 @@ def _vector(value, n: int, name: str, p: Path, what: str) -> np.ndarray:
     return v
 
 
-def _check_timestamps(t: np.ndarray, p: Path) -> np.ndarray:
-    if t.size > 1 and not (np.diff(t) > 0).all():
-        raise NeuralFileError(f"{p}: timestamps must increase strictly")
-    return t
-
-
 def _read_npz(p: Path) -> NeuralData:
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -135,7 +130,8 @@ def _read_npz(p: Path) -> NeuralData:
             n, t = spks.shape
             xpos = _vector(z["xpos"], n, "xpos", p, "neurons") if "xpos" in z.files else None
             ypos = _vector(z["ypos"], n, "ypos", p, "neurons") if "ypos" in z.files else None
-            times = _vector(z["timestamps"], t, "timestamps", p, "frames") if "timestamps" in z.files else None
+            times = (check_timestamps(np.ravel(z["timestamps"]), f"{p}: timestamps", n=t, what="frame of spks",
+                                      error=NeuralFileError) if "timestamps" in z.files else None)
     except (OSError, EOFError) as error:
         raise NeuralFileError(f"{p}: cannot read it as .npz ({error})") from error
     except ValueError as error:
@@ -144,7 +140,7 @@ def _read_npz(p: Path) -> NeuralData:
         raise NeuralFileError(f"{p}: cannot read it as .npz ({error})") from error
     if (xpos is None) != (ypos is None):
         raise NeuralFileError(f"{p}: has {'xpos' if xpos is not None else 'ypos'} without the other")
-    return NeuralData(spks, xpos, ypos, None if times is None else _check_timestamps(times, p), p)
+    return NeuralData(spks, xpos, ypos, times, p)
 
 
 def _load_npy(p: Path) -> np.ndarray:

@@ -74,7 +74,7 @@ def _architecture(sd: Mapping[str, np.ndarray]) -> dict:
             n_keypoints=int(sd["Conv2_1x1.conv0.weight"].shape[0]),
         )
     except KeyError as err:
-        raise ValueError(f"not an FMnet state_dict: cannot find {err}") from None
+        raise ValueError(f"not an FMnet state_dict: cannot find {err}") from err
 
 
 def _to_flax(array: np.ndarray, kind: str) -> np.ndarray:

@@ -46,27 +46,18 @@ class Tracker:
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """(N, K, 3) float64 x, y (frame px), likelihood for (N, H, W) uint8 frames."""
+        from jfacemap.track.inference import predict_frames
+
         frames = np.asarray(frames)
-        out = np.zeros((len(frames), len(self.bodyparts), 3))
         if len(frames) == 0:
-            return out
-        fn = self._fn(tuple(frames.shape[1:3]))
-        for s in range(0, len(frames), BATCH):
-            batch = frames[s : s + BATCH]
-            padded = np.concatenate([batch, np.repeat(batch[-1:], BATCH - len(batch), 0)]) if len(batch) < BATCH else batch
-            out[s : s + len(batch)] = np.asarray(fn(padded))[: len(batch)]
-        return out
+            return np.zeros((0, len(self.bodyparts), 3))
+        return predict_frames(self._fn(tuple(frames.shape[1:3])), frames, BATCH).astype(np.float64)
 
     def predict_many(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """(K, 3) predictions for each of a list of (H_i, W_i) frames (sizes may differ)."""
-        out: list[np.ndarray] = [np.zeros(0)] * len(images)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault(np.shape(image), []).append(i)
-        for idx in groups.values():
-            for i, kp in zip(idx, self.predict(np.stack([images[i] for i in idx]))):
-                out[i] = kp
-        return out
+        from jfacemap.track.inference import predict_images
+
+        return [kp.astype(np.float64) for kp in predict_images(self._fn, images, BATCH)]
 
 
 def scan_video(tracker: Tracker, video: str | os.PathLike, n_candidates: int) -> tuple[np.ndarray, np.ndarray, int]:

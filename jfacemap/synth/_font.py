@@ -1,4 +1,5 @@
-"""A 5 x 7 bitmap font (upper case, digits, a little punctuation) for labels drawn in numpy."""
+"""A 5 x 7 bitmap font (upper case, digits, a little punctuation) for labels drawn in numpy;
+lower case is drawn as upper case."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ _GLYPHS = {
     ")": "01000 00100 00010 00010 00010 00100 01000",
     "-": "00000 00000 00000 11111 00000 00000 00000",
     ".": "00000 00000 00000 00000 00000 01100 01100",
+    ",": "00000 00000 00000 00000 01100 00100 01000",
     ":": "00000 01100 01100 00000 01100 01100 00000",
     "_": "00000 00000 00000 00000 00000 00000 11111",
     "#": "01010 01010 11111 01010 11111 01010 01010",

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jfacemap import DEFAULT_FPS
+
 STATE_NAMES: tuple[str, ...] = ("quiet", "whisking", "sniff_whisk", "grooming", "chewing")
 
 # Mean dwell time of each state, seconds.
@@ -87,7 +89,7 @@ class BehaviorLatents:
     paw_stroke: np.ndarray
     state: np.ndarray
     transition_matrix: np.ndarray
-    fps: float = 50.0
+    fps: float = DEFAULT_FPS
 
     @property
     def n_frames(self) -> int:
@@ -125,7 +127,7 @@ class BehaviorLatents:
         return dataclasses.replace(self, **kwargs)
 
 
-def transition_matrix(fps: float = 50.0) -> np.ndarray:
+def transition_matrix(fps: float = DEFAULT_FPS) -> np.ndarray:
     """Per-frame state transition matrix P[i, j] = Prob(state j at t+1 | state i at t)."""
     stay = 1.0 - 1.0 / (DWELL_SECONDS * fps)
     matrix = JUMP_PROBABILITIES * (1.0 - stay)[:, None]
@@ -220,7 +222,7 @@ def _saccadic(stream, n: int, fps: float, scale: float) -> np.ndarray:
     return _lowpass_recursive(jumps, a) + _ou(stream(), n, 1.5, 0.15 * scale, fps)
 
 
-def simulate_behavior(n_frames: int, seed: int, fps: float = 50.0) -> BehaviorLatents:
+def simulate_behavior(n_frames: int, seed: int, fps: float = DEFAULT_FPS) -> BehaviorLatents:
     """Simulate `n_frames` of behaviour at `fps` (deterministic per seed).
 
     Every random component draws from its own stream, in time order, so a

@@ -18,11 +18,12 @@ from typing import Callable
 
 import numpy as np
 
+from jfacemap import DEFAULT_FPS
 from jfacemap.io.jsonable import jsonable
 from jfacemap.io.atomic import atomic_path
 from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, write_facemap_pose
 from jfacemap.io.video import VideoWriter
-from jfacemap.synth.session import check_session_args, make_session
+from jfacemap.synth.session import RENDER_CHUNK, check_session_args, make_session
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def save_synthetic_session(
     seed: int = 0,
     style: str = "lab1",
     size: int = 256,
-    fps: float = 50.0,
-    chunk_size: int = 250,
+    fps: float = DEFAULT_FPS,
+    chunk_size: int = RENDER_CHUNK,
     on_progress: Callable[[int], None] | None = None,
 ) -> SessionFiles:
     """Render a synthetic session and write video, ground truth and latents.

@@ -41,8 +41,11 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter, oaconvolve
 
+from jfacemap import DEFAULT_FPS
+from jfacemap.io.behavior import keypoint_coordinates
+from jfacemap.series import zscore
 from jfacemap.skeleton import ANALYSIS_BODYPARTS, select_bodyparts
-from jfacemap.synth.session import make_session
+from jfacemap.synth.session import SyntheticSession, make_session
 
 # Behaviour recorded before the first and after the last neural frame: covers the
 # 2 s kernels and the deep encoder's +-2 s window without edge effects.
@@ -148,15 +151,16 @@ def ground_truth_ve(sim: NeuralSimulation, time_idx=None) -> dict[str, np.ndarra
 
 def simulate_neural(
     n_neurons: int = 10_000,
-    duration_s: float = 3600.0,
+    duration_s: float | None = 3600.0,
     seed: int = 0,
     *,
     neural_fps: float = 3.0,
-    video_fps: float = 50.0,
+    video_fps: float = DEFAULT_FPS,
     linear: bool = False,
     n_latents: int = 8,
     field_um: float = 1200.0,
     out: str | os.PathLike | None = None,
+    session: SyntheticSession | None = None,
 ) -> NeuralSimulation:
     """Simulate `n_neurons` over `duration_s` of neural recording (deterministic per seed).
 
@@ -165,12 +169,26 @@ def simulate_neural(
     Neurons lie uniformly in a field_um x field_um field. With `out` (a .npy path)
     spks is written there block by block and returned as a read-only memmap, so
     memory does not grow with `n_neurons`.
+
+    session: drive the neurons with this session's behaviour (e.g. the one whose video
+    is tracked) instead of `make_session(..., seed)`; `duration_s` and `video_fps` then
+    follow from it (pass duration_s=None): every neural frame that fits between
+    LEAD_S after its first frame and TAIL_S before its last.
     """
-    _check_args(n_neurons, duration_s, seed, neural_fps, video_fps, n_latents, field_um)
+    if session is not None:
+        if duration_s is not None:
+            raise ValueError("give duration_s or session, not both (the session sets the duration)")
+        video_fps = session.fps
+        usable_s = (session.n_frames - 1) / video_fps - LEAD_S - TAIL_S
+        duration_s = (np.floor(usable_s * neural_fps) + 1) / neural_fps if usable_s > 0 else 0.0
+    _check_args(n_neurons, duration_s, seed, neural_fps, video_fps, n_latents, field_um,
+                None if session is None else f"a session of {session.n_frames} frames")
     rng = _streams(seed)
     n_frames = int(round(duration_s * neural_fps))
     n_video = int(np.ceil((LEAD_S + (n_frames - 1) / neural_fps + TAIL_S) * video_fps)) + 1
-    session = make_session(n_video, seed=seed, fps=video_fps)
+    if session is None:
+        session = make_session(n_video, seed=seed, fps=video_fps)
+    n_video = session.n_frames
     keypoints = session.keypoints()
     clocks = rng(0)
     clock_start = clocks.uniform(0.0, 100.0)  # both clocks share an arbitrary origin
@@ -256,18 +274,13 @@ def _drive_variances(loadings, latent_loadings, factors, latents) -> tuple[np.nd
 
 
 def analysis_coordinates(keypoints: np.ndarray, bodyparts) -> np.ndarray:
-    """(T, 22) float64 z-scored x, y of ANALYSIS_BODYPARTS, occlusion gaps filled linearly."""
-    idx = select_bodyparts(bodyparts, ANALYSIS_BODYPARTS)
-    xy = np.asarray(keypoints[:, idx, :2], np.float64).reshape(len(keypoints), -1)
-    frames = np.arange(len(xy))
-    for j in range(xy.shape[1]):
-        missing = np.isnan(xy[:, j])
-        if missing.all():
-            raise ValueError(f"coordinate {j} of the analysis keypoints is never visible")
-        if missing.any():
-            xy[missing, j] = np.interp(frames[missing], frames[~missing], xy[~missing, j])
-    sd = xy.std(axis=0)
-    return (xy - xy.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    """(T, 22) float64 z-scored x, y of ANALYSIS_BODYPARTS, occlusion gaps filled linearly: the
+    encode stage's `keypoint_coordinates`, z-scored; every analysis bodypart must be visible."""
+    select_bodyparts(bodyparts, ANALYSIS_BODYPARTS)  # all of them, or ValueError naming the missing one
+    xy, names = keypoint_coordinates(keypoints, bodyparts, "synthetic session", dtype=np.float64)
+    if len(names) != 2 * len(ANALYSIS_BODYPARTS):  # the factors' projections address all 22 columns
+        raise ValueError("an analysis bodypart of the synthetic session is never visible")
+    return zscore(xy, dtype=np.float64)[0]
 
 
 def temporal_kernels(fps: float) -> dict[str, np.ndarray]:
@@ -335,8 +348,8 @@ def _causal(v: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def _standard(v: np.ndarray) -> np.ndarray:
-    sd = v.std()
-    return (v - v.mean()) / (sd if sd > 0 else 1.0)
+    """(T,) -> (T,) float64, zero mean and unit s.d. (a constant stays 0)."""
+    return zscore(v, dtype=np.float64)[0]
 
 
 def _shared_latents(rng, n_latents, n_frames, fps, factors) -> np.ndarray:
@@ -402,7 +415,7 @@ def _streams(seed: int):
     return lambda k: np.random.default_rng(np.random.SeedSequence([int(seed), _TAG], spawn_key=(k,)))
 
 
-def _check_args(n_neurons, duration_s, seed, neural_fps, video_fps, n_latents, field_um) -> None:
+def _check_args(n_neurons, duration_s, seed, neural_fps, video_fps, n_latents, field_um, source=None) -> None:
     if int(n_neurons) != n_neurons or n_neurons < 1:
         raise ValueError(f"n_neurons must be a positive integer, got {n_neurons}")
     if int(seed) != seed or seed < 0:
@@ -415,7 +428,9 @@ def _check_args(n_neurons, duration_s, seed, neural_fps, video_fps, n_latents, f
         raise ValueError(f"n_latents must be an integer in 0..50, got {n_latents}")
     # the noise is made orthogonal to 1 + M + K traces: it needs many more frames than that
     min_frames = 5 * (1 + len(NONLINEAR_FACTORS) + n_latents)
-    if not np.isfinite(duration_s) or round(duration_s * neural_fps) < min_frames:
-        raise ValueError(f"duration_s must give at least {min_frames} neural frames, got {duration_s} s at {neural_fps} Hz")
+    if duration_s is None or not np.isfinite(duration_s) or round(duration_s * neural_fps) < min_frames:
+        given = source or f"{duration_s} s"
+        raise ValueError(f"duration_s must give at least {min_frames} neural frames ({min_frames / neural_fps:g} s "
+                         f"at {neural_fps} Hz, plus {LEAD_S + TAIL_S:g} s of behaviour around them), got {given}")
     if not (np.isfinite(field_um) and field_um > 0):
         raise ValueError(f"field_um must be positive, got {field_um}")

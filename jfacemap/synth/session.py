@@ -7,9 +7,13 @@ from typing import Iterator
 
 import numpy as np
 
+from jfacemap import DEFAULT_FPS
+from jfacemap.errors import JfacemapError
 from jfacemap.skeleton import FACEMAP_BODYPARTS
 from jfacemap.synth.behavior import BehaviorLatents, simulate_behavior
 from jfacemap.synth.face import STYLES, FaceParams, get_renderer, render_frames, sample_face_params
+
+RENDER_CHUNK = 250  # frames rendered (and written) at once: bounds a session's memory
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class SyntheticSession:
         stop = self.n_frames if stop is None else stop
         return get_renderer(self.params).keypoints(self.latents.slice(start, stop))
 
-    def iter_chunks(self, chunk_size: int = 250) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_chunks(self, chunk_size: int = RENDER_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (frames, keypoints) chunk by chunk; memory is bounded by `chunk_size` frames."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -48,22 +52,26 @@ class SyntheticSession:
             yield self.render(start, min(self.n_frames, start + chunk_size))
 
 
+class SessionArgumentError(JfacemapError):
+    """Arguments no synthetic session can have (a JfacemapError: one line in the CLI)."""
+
+
 def check_session_args(n_frames: int, seed: int, style: str, size: int, fps: float) -> None:
-    """One-line ValueErrors, named like the CLI options, for arguments no session can have."""
+    """SessionArgumentError (one line, naming the parameter) for arguments no session can have."""
     if n_frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {n_frames}")
+        raise SessionArgumentError(f"n_frames must be at least 1, got {n_frames}")
     if seed < 0:
-        raise ValueError(f"--seed must be 0 or more, got {seed}")
+        raise SessionArgumentError(f"seed must be 0 or more, got {seed}")
     if style not in STYLES:
-        raise ValueError(f"unknown --style {style!r}; choose one of {', '.join(STYLES)}")
+        raise SessionArgumentError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
     if size < 32:
-        raise ValueError(f"--size must be at least 32 pixels, got {size}")
+        raise SessionArgumentError(f"size must be at least 32 pixels, got {size}")
     if not (np.isfinite(fps) and 1.0 <= fps <= 1000.0):
-        raise ValueError(f"--fps must be between 1 and 1000 Hz, got {fps}")
+        raise SessionArgumentError(f"fps must be between 1 and 1000 Hz, got {fps}")
 
 
 def make_session(
-    n_frames: int, seed: int = 0, style: str = "lab1", size: int = 256, fps: float = 50.0
+    n_frames: int, seed: int = 0, style: str = "lab1", size: int = 256, fps: float = DEFAULT_FPS
 ) -> SyntheticSession:
     """A session of `n_frames` at `fps`: mouse, camera and behaviour all follow from `seed`."""
     check_session_args(n_frames, seed, style, size, fps)

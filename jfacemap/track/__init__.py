@@ -11,7 +11,13 @@
   labels.py          labelled frames from DeepLabCut CSV / Facemap h5
   filter.py          outlier detection and filling of keypoint traces
   timescales.py      autoregressive keypoint-timescale analysis
+
+    model, bodyparts, meta = load_tracker("base")
+    keypoints = track_video("mouse.mp4", model, bodyparts)     # (T, K, 3) x, y, likelihood
+    filled, report = filter_keypoints(keypoints, fps=50.0)
 """
+
+from jfacemap.exports import lazy_exports
 
 from jfacemap.track.decode import HeatmapTargets, decode_heatmaps, heatmap_targets
 from jfacemap.track.inference import PredictFn, make_predict_fn
@@ -26,7 +32,16 @@ from jfacemap.track.preprocess import (
     preprocess,
 )
 
-__all__ = [
+_LAZY = {
+    "track_video": "predict", "track_videos": "predict", "output_path": "predict",
+    "load_tracker": "model_store", "list_trackers": "model_store", "save_tracker": "model_store",
+    "train_tracker": "train", "evaluate_tracker": "train", "get_recipe": "train",
+    "filter_keypoints": "filter", "outlier_report": "filter",
+    "load_labelled_frames": "labels", "keypoint_timescales": "timescales",
+}
+_lazy_all, __getattr__, _ = lazy_exports(__name__, _LAZY)
+
+__all__ = _lazy_all + [
     "CropGeometry",
     "HeatmapTargets",
     "PredictFn",

@@ -2,6 +2,7 @@
 
     predict = make_predict_fn(model, bbox=(x0, x1, y0, y1), frame_shape=(H, W))
     keypoints = predict(frames)  # (B, H, W) uint8 -> (B, K, 3) x, y, likelihood
+    keypoints = predict_frames(predict, frames, batch_size=8)   # any N, in fixed-size batches
 
 preprocess (per-frame percentile normalisation, crop, pad, resize) ->
 network in eval mode (by default its exact inference rewrite, fast_inference.py)
@@ -15,6 +16,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jfacemap.nets.unet import FacemapUNet
@@ -95,3 +97,52 @@ def make_predict_fn(
         return jnp.concatenate([xy, kp[..., 2:]], axis=-1)
 
     return PredictFn(jax.jit(predict, compiler_options=compiler_options or None), state, geom)
+
+
+# ------------------------------------------------------------ batches ---
+# Every caller runs a predictor on fixed-size batches, the last one padded with copies of its final
+# frame: each new batch size would compile the whole network again (seconds), a padded frame costs
+# one frame's compute, and no frame's result depends on the others in its batch.
+
+
+def dispatch_batches(predict: Callable, frames: np.ndarray, batch_size: int) -> list[jax.Array]:
+    """Start `predict` on every batch of `batch_size` frames of (N, H, W) `frames`; JAX returns
+    before the device is done, so a caller can queue more work before it waits. The outputs keep
+    the padding: `gather_batches` drops it."""
+    outs = []
+    for s in range(0, len(frames), batch_size):
+        batch = frames[s : s + batch_size]
+        if len(batch) < batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), axis=0)])
+        outs.append(predict(batch))
+    return outs
+
+
+def gather_batches(outs: Sequence[jax.Array], n: int) -> np.ndarray:
+    """(n, K, 3) float32: the first n rows of `dispatch_batches`' outputs (waits for them)."""
+    return np.concatenate([np.asarray(o, np.float32) for o in outs])[:n]
+
+
+def predict_frames(predict: Callable, frames: np.ndarray, batch_size: int) -> np.ndarray:
+    """(N, K, 3) float32 keypoints of (N, H, W) frames, `batch_size` at a time (padded)."""
+    if len(frames) == 0:
+        raise ValueError("predict_frames: no frames")
+    return gather_batches(dispatch_batches(predict, frames, batch_size), len(frames))
+
+
+def predict_images(predictor: Callable[[tuple[int, int]], Callable], images: Sequence[np.ndarray],
+                   batch_size: int) -> list[np.ndarray]:
+    """(K, 3) float32 keypoints of each of a list of (H_i, W_i) frames whose sizes may differ:
+    grouped by size, `predictor((H, W))` (one compiled function per size) on each group's batches."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(np.shape(image)), []).append(i)
+    out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(images)
+    for shape, idx in groups.items():
+        # One size in an array (maybe memory-mapped): batches are cut from it, never all copied at once.
+        frames = images if isinstance(images, np.ndarray) and len(groups) == 1 else \
+            np.stack([np.asarray(images[i]) for i in idx])
+        keypoints = predict_frames(predictor(shape), frames, batch_size)
+        for i, kp in zip(idx, keypoints):
+            out[i] = kp
+    return out

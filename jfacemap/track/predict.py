@@ -21,6 +21,7 @@ never see half a result.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,15 +36,15 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jfacemap import DEFAULT_CHUNK  # re-exported
 from jfacemap.errors import JfacemapError
 from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, read_pose_source, write_dlc_csv, write_facemap_pose
 from jfacemap.io.video import iter_chunks, video_info
 from jfacemap.nets.unet import FacemapUNet
-from jfacemap.track.inference import PredictFn, make_predict_fn
+from jfacemap.track.inference import dispatch_batches, gather_batches, make_predict_fn
 
 __all__ = ["track_video", "track_videos", "partial_path", "DEFAULT_CHUNK"]
 
-DEFAULT_CHUNK = 64  # frames per decoded chunk: 20 MB at 640x480; also the resume step
 _END = object()
 
 
@@ -193,17 +194,6 @@ class _Partial:
 # ---------------------------------------------------------------- tracking ---
 
 
-def _dispatch(predict: PredictFn, chunk: np.ndarray, batch_size: int) -> list[jax.Array]:
-    """Start predictions for every batch of `chunk` (asynchronously); the last is padded."""
-    outs = []
-    for s in range(0, len(chunk), batch_size):
-        batch = chunk[s : s + batch_size]
-        if len(batch) < batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), axis=0)])
-        outs.append(predict(batch))
-    return outs
-
-
 def track_video(
     video: str | os.PathLike,
     model: FacemapUNet,
@@ -278,7 +268,7 @@ def track_video(
         try:
             pending: tuple[list, int] | None = None
             for chunk, valid in decoder:
-                outs = _dispatch(predict, chunk, batch_size)  # queue this chunk first ...
+                outs = dispatch_batches(predict, chunk, batch_size)  # queue this chunk first ...
                 if pending is not None:  # ... then wait for the previous one
                     _finish(partial, parts, pending, on_progress)
                 pending = (outs, valid)
@@ -303,7 +293,7 @@ def track_video(
 
 def _finish(partial: _Partial, parts: list, pending: tuple[list, np.ndarray], on_progress) -> None:
     outs, valid = pending
-    result = np.concatenate([np.asarray(o) for o in outs])[: len(valid)].astype(np.float32)
+    result = gather_batches(outs, len(valid))
     result[~valid, :, :2] = np.nan  # a frame that did not decode: no position, no confidence
     result[~valid, :, 2] = 0.0
     partial.append(result, np.flatnonzero(~valid) + partial.done)
@@ -333,23 +323,51 @@ def track_videos(
     bodyparts: Sequence[str],
     out_dir: str | os.PathLike | None = None,
     csv: bool = False,
+    *,
+    keep_going: bool = False,
+    on_error: Callable[[Path, Exception], object] | None = None,
+    per_video: Callable[[Path, Path], contextlib.AbstractContextManager[dict]] | None = None,
     **kwargs,
 ) -> list[Path]:
-    """Track several videos, reusing compiled predictors; returns the pose files.
+    """Track several videos, reusing compiled predictors; returns the pose files written.
 
     Outputs go beside each video, or to `out_dir` (named `<stem>_FacemapPose.h5`);
     `csv=True` adds `<stem>_FacemapPose.csv`. `kwargs` go to `track_video`.
+
+    keep_going: a video that fails with a user error (JfacemapError, e.g. a
+      missing or corrupt video, or an OSError) is passed to `on_error(video,
+      error)` (default: a `VideoSkippedWarning`) and skipped; the result lists
+      only the videos tracked. False: the first such error is raised.
+    per_video: fn(video, out) -> a context manager wrapping that video's
+      tracking; what it yields is a dict of extra `track_video` keyword
+      arguments for it (e.g. its own on_progress). Its code after the yield
+      runs only when the video was tracked.
     """
     output_paths(videos, out_dir)  # refuse clashing outputs before any work
     predictors = kwargs.pop("predictors", None)
     predictors = {} if predictors is None else predictors
     written = []
-    for video in videos:
+    for video in map(Path, videos):
         out = output_path(video, out_dir)
-        track_video(video, model, bodyparts, out_path=out, predictors=predictors,
-                    csv_path=out.with_suffix(".csv") if csv else None, **kwargs)
+        try:
+            with (per_video(video, out) if per_video is not None else contextlib.nullcontext({})) as extra:
+                track_video(video, model, bodyparts, out_path=out, predictors=predictors,
+                            csv_path=out.with_suffix(".csv") if csv else None, **{**kwargs, **extra})
+        except (JfacemapError, OSError) as err:  # the video's fault; anything else is a bug and propagates
+            if not keep_going:
+                raise
+            (on_error or _warn_skipped)(video, err)
+            continue
         written.append(out)
     return written
+
+
+class VideoSkippedWarning(UserWarning):
+    """`track_videos(keep_going=True)` skipped a video it could not track."""
+
+
+def _warn_skipped(video: Path, error: Exception) -> None:
+    warnings.warn(f"skipped {video.name}: {error}", VideoSkippedWarning, stacklevel=3)
 
 
 def output_path(video: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:

@@ -27,6 +27,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 from scipy import fft, signal
 
+from jfacemap.series import N_SEGMENTS, split_segments, zscore
+
 __all__ = [
     "TimescaleResult", "lag_grid", "split_train_test", "exp_basis_features",
     "half_decay_lag", "keypoint_timescales",
@@ -61,19 +63,12 @@ def lag_grid(
 
 
 def split_train_test(
-    n_frames: int, fps: float, n_segments: int = 10, train_frac: float = 0.75, skip_s: float = 2.6
+    n_frames: int, fps: float, n_segments: int = N_SEGMENTS, train_frac: float = 0.75, skip_s: float = 2.6
 ) -> tuple[Blocks, Blocks]:
-    """Train and test blocks: per segment, the first train_frac, skip, the rest."""
-    edges = np.linspace(0, n_frames, n_segments + 1).round().astype(int)
-    skip = int(round(skip_s * fps))
-    train, test = [], []
-    for a, b in zip(edges[:-1], edges[1:]):
-        mid = a + int(train_frac * (b - a))
-        if mid > a:
-            train.append((int(a), int(mid)))
-        if b > mid + skip:
-            test.append((int(mid + skip), int(b)))
-    return train, test
+    """Train and test blocks: per segment, the first train_frac, skip_s (rounded to whole
+    frames), the rest (`jfacemap.series.split_segments`); empty blocks are left out."""
+    train, test = split_segments(n_frames, n_segments, train_frac, gap=round(skip_s * fps))
+    return [b for b in train if b[1] > b[0]], [b for b in test if b[1] > b[0]]
 
 
 def exp_basis_features(traces: np.ndarray, fps: float, timescales_s: np.ndarray) -> np.ndarray:
@@ -174,7 +169,7 @@ def half_decay_lag(lags_s: np.ndarray, ve: np.ndarray) -> np.ndarray:
 def keypoint_timescales(
     traces: np.ndarray,
     fps: float,
-    n_segments: int = 10,
+    n_segments: int = N_SEGMENTS,
     train_frac: float = 0.75,
     skip_s: float = 2.6,
     n_basis: int = 8,
@@ -195,9 +190,7 @@ def keypoint_timescales(
     if y.ndim != 2 or not np.isfinite(y).all():
         raise ValueError("traces must be a finite (T, D) array; fill outliers first")
     lags = lag_grid(fps) if lags is None else np.unique(np.asarray(lags, np.int64))
-    # z-score for conditioning only: the VE does not depend on it.
-    sd = y.std(axis=0)
-    y = (y - y.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    y = zscore(y, dtype=np.float64)[0]  # for conditioning only: the VE does not depend on it
     taus = np.geomspace(basis_min_s, basis_max_s, n_basis)
     feats = exp_basis_features(y, fps, taus)
     X = np.column_stack([feats, np.ones(len(y))])  # last column: intercept

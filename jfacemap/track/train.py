@@ -27,11 +27,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jfacemap.nets.schedule import tail_schedule
 from jfacemap.nets.unet import DEFAULT_CHANNELS, FacemapUNet, UNetOutput
 from jfacemap.track.augment import AugmentConfig, augment_batch
 from jfacemap.track.decode import SIGMA, HeatmapTargets, heatmap_targets
 from jfacemap.track import model_store as ckpt
-from jfacemap.track.inference import make_predict_fn
+from jfacemap.track.inference import make_predict_fn, predict_images
 from jfacemap.track.preprocess import normalize_percentile
 
 # ------------------------------------------------------------------- loss ---
@@ -176,15 +177,11 @@ def training_plan(recipe: TrainRecipe, n_frames: int) -> TrainingPlan:
 def lr_schedule(recipe: TrainRecipe, n_steps_per_epoch: int, epochs: int | None = None) -> optax.Schedule:
     """Piecewise-constant LR on optimizer steps: recipe.lr, then each
     lr_tail multiplier from epoch (epochs - epochs_before_end) on (clamped
-    at epoch 0: a run shorter than the tail starts on the lowered LR).
+    at epoch 0: a run shorter than the tail starts on the lowered LR), the
+    encoder's rule too (`jfacemap.nets.schedule`).
     `epochs` defaults to the recipe's (`training_plan` may run more)."""
     epochs = recipe.epochs if epochs is None else epochs
-    boundaries, previous = {}, 1.0
-    for before_end, mult in sorted(recipe.lr_tail, key=lambda t: -t[0]):
-        step = max(0, epochs - before_end) * n_steps_per_epoch
-        boundaries[step] = boundaries.get(step, 1.0) * mult / previous
-        previous = mult
-    return optax.piecewise_constant_schedule(recipe.lr, boundaries)
+    return tail_schedule(recipe.lr, recipe.lr_tail, epochs, n_steps_per_epoch)
 
 
 def make_optimizer(recipe: TrainRecipe, n_steps_per_epoch: int, epochs: int | None = None) -> optax.GradientTransformation:
@@ -394,16 +391,8 @@ def evaluate_tracker(
     kp = np.asarray(keypoints, np.float32)[..., :2]
     if kp.ndim != 3 or kp.shape[1] != len(bodyparts) or len(kp) != len(images):
         raise ValueError(f"keypoints must be (N={len(images)}, K={len(bodyparts)}, 2 or 3), got {kp.shape}")
-    pred = np.full(kp.shape, np.nan, np.float32)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, frame in enumerate(images):
-        groups.setdefault(tuple(np.shape(frame)), []).append(i)
-    for shape, idx in groups.items():
-        predict = make_predict_fn(model, bbox, shape)
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s : s + batch_size]
-            frames = np.stack([np.asarray(images[i]) for i in chunk])
-            pred[chunk] = np.asarray(predict(frames))[..., :2]
+    predicted = predict_images(lambda shape: make_predict_fn(model, bbox, shape), images, batch_size)
+    pred = np.stack(predicted)[..., :2] if len(predicted) else np.full(kp.shape, np.nan, np.float32)
     err = np.linalg.norm(pred - kp, axis=-1)  # (N, K), NaN where unlabelled or not found
     missed = np.isfinite(kp).all(-1) & ~np.isfinite(pred).all(-1)
     labelled = np.isfinite(err)
