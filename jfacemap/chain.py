@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from jfacemap.errors import JfacemapError
+from jfacemap.hmm import N_STATES
 
 __all__ = ["ChainResult", "run_chain", "track_keypoints", "video_frame_times"]
 
@@ -125,7 +126,7 @@ def run_chain(
     bodyparts: Sequence[str] | None = None,
     filter_outliers: bool = True,
     models: Sequence[str] = ("linear", "deep"),
-    n_states: int = 50,
+    n_states: int = N_STATES,
     seed: int = 0,
     encode_options: dict | None = None,
     hmm_options: dict | None = None,

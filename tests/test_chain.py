@@ -2,7 +2,6 @@
 render a session, simulate neurons driven by its behaviour, then video -> keypoints -> encoders -> HMM."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -42,7 +41,6 @@ def test_run_chain_hands_each_stage_to_the_next_in_memory_and_on_disk(recording,
                        ypos=sim.ypos, tracker=tracker, n_states=6, seed=1, out=tmp_path,
                        encode_options={"deep_overrides": {"epochs": 12}},
                        hmm_options={"max_steps": 30, "refine": 0})
-    assert "jfacemap.cli" not in sys.modules  # a notebook never needs the command line
     # tracking: the tracker's own output on those frames, and the pose file a resumed run would reuse
     picks = np.array([0, 1234, FRAMES - 1])
     predict = make_predict_fn(tracker[0], None, frame_shape=(256, 256))

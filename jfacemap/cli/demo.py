@@ -15,6 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from jfacemap import DEFAULT_FPS
 from jfacemap.cli.progress import progress_bar
 from jfacemap.cli.report import Report
 from jfacemap.figures import have_matplotlib
@@ -22,7 +23,7 @@ from jfacemap.io.keypoints import read_facemap_pose
 from jfacemap.io.video import VideoError, iter_chunks, read_frames, video_info
 from jfacemap.synth.contact_sheet import save_contact_sheet
 from jfacemap.synth.export import SessionFiles, save_synthetic_session
-from jfacemap.synth.session import SyntheticSession, check_session_args, make_session
+from jfacemap.synth.session import RENDER_CHUNK, SyntheticSession, check_session_args, make_session
 
 
 @dataclass
@@ -71,10 +72,10 @@ def stage_video_io(report: Report, ctx: DemoContext) -> None:
     meta = video_info(ctx.files.video)
     session = ctx.session
     start = time.perf_counter()
-    decoded = sum(len(chunk) for chunk in iter_chunks(ctx.files.video, chunk_size=250))
+    decoded = sum(len(chunk) for chunk in iter_chunks(ctx.files.video, chunk_size=RENDER_CHUNK))
     decode_seconds = time.perf_counter() - start
     abs_error = 0.0
-    for chunk, (rendered, _) in zip(iter_chunks(ctx.files.video, chunk_size=250), session.iter_chunks(250)):
+    for chunk, (rendered, _) in zip(iter_chunks(ctx.files.video, chunk_size=RENDER_CHUNK), session.iter_chunks(RENDER_CHUNK)):
         abs_error += np.abs(chunk.astype(np.float32) - rendered.astype(np.float32)).sum()
     mae = abs_error / max(decoded * meta.height * meta.width, 1)
     numbers = {
@@ -160,14 +161,14 @@ def report_encode(report: Report, ctx: DemoContext, sim, tracked, truth, seconds
     ]
     if have_matplotlib():
         from jfacemap.encode.neural_pcs import predicted_activity
+        from jfacemap.series import zscore
         from jfacemap.figures.encode import plot_example_neurons, plot_variance_explained
 
         report.figure(plot_variance_explained(tracked.ve, tracked.explainable_ve, ctx.out / "encode_variance.png",
                                               best=gt["best_ve"]))
         neurons = np.argsort(-np.nan_to_num(tracked.explainable_ve))[:5]
         segment = tracked.split.test[len(tracked.split.test) // 2]
-        spks = np.asarray(sim.spks[neurons], np.float64)
-        z = (spks - spks.mean(1, keepdims=True)) / spks.std(1, keepdims=True)
+        z = zscore(sim.spks[neurons], axis=1)[0]
         preds = {m: predicted_activity(p[segment], None if tracked.U is None else tracked.U[neurons])
                  for m, p in tracked.predictions.items()}
         report.figure(plot_example_neurons(z[:, segment], preds, sim.neural_times[segment],
@@ -327,7 +328,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic mouse and its behaviour (the default was never used to train the shipped tracker).")] = DEMO_SEED,
 ) -> None:
     """Run every stage on a synthetic session and write a report (report.txt, summary.json, PNG figures)."""
-    fps = 50.0
+    fps = DEFAULT_FPS
     check_session_args(frames, seed, "lab1", 256, fps)  # before any work
     out.mkdir(parents=True, exist_ok=True)
     with progress_bar(frames, "rendering synthetic session") as advance:

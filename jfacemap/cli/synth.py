@@ -24,10 +24,7 @@ def synth(
     fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = DEFAULT_FPS,
 ) -> None:
     """Write a synthetic session: OUT video, OUT_FacemapPose.h5 ground truth, OUT_latents.npz behaviour."""
-    try:  # before the progress bar starts
-        check_session_args(frames, seed, style, size, fps)
-    except ValueError as err:  # TODO(issue 14): check_session_args should raise JfacemapError (synth/session.py)
-        raise JfacemapError(str(err)) from err
+    check_session_args(frames, seed, style, size, fps)  # before the progress bar starts
     if out.suffix.lower() not in {".mp4", ".avi", ".mkv", ".mov"}:
         raise JfacemapError(f"{out}: output must end in .mp4, .avi, .mkv or .mov")
     with progress_bar(frames, f"rendering {out.name}") as advance:
