@@ -94,12 +94,12 @@ def stage_video_io(report: Report, ctx: DemoContext) -> None:
     report.section("Video round trip", lines, numbers, key="video")
 
 
-def report_tracking(report: Report, ctx: DemoContext, tracked: np.ndarray, bodyparts, seconds: float) -> None:
-    """Score the tracked keypoints (before outlier filling) against the session's ground truth."""
+def report_tracking(report: Report, ctx: DemoContext, tracked: np.ndarray, bodyparts, meta: dict,
+                    seconds: float) -> None:
+    """Score the tracked keypoints (before outlier filling) against the session's ground truth;
+    meta: the tracker's model.json."""
     from jfacemap import DEFAULT_TRACKER
-    from jfacemap.track.model_store import load_tracker
 
-    meta = load_tracker(DEFAULT_TRACKER)[2]
     truth, truth_names = read_facemap_pose(ctx.files.keypoints)
     columns = [list(bodyparts).index(name) for name in truth_names]
     errors = np.linalg.norm(tracked[:, columns, :2] - truth[..., :2], axis=-1)  # NaN where not visible
@@ -266,17 +266,18 @@ def stage_chain(report: Report, ctx: DemoContext) -> None:
     from jfacemap.encode.pipeline import deep_recipe, encode_recording
     from jfacemap.io.behavior import keypoint_coordinates
     from jfacemap.synth.neural import simulate_neural
-    from jfacemap.track.model_store import list_trackers
+    from jfacemap.track.model_store import list_trackers, load_tracker
 
     if DEFAULT_TRACKER not in list_trackers():
         report.section("Tracking", [f"skipped: no shipped tracker named {DEFAULT_TRACKER!r} in weights/"])
         return
+    model, bodyparts, meta = load_tracker(DEFAULT_TRACKER)  # once, for the chain and the report
     if ctx.n_frames < DEMO_MIN_CHAIN_FRAMES:  # tracking only: too short to split into train and test segments
         start = time.perf_counter()
         with progress_bar(ctx.n_frames, f"tracking with {DEFAULT_TRACKER!r}") as advance:
-            tracked, bodyparts, _ = track_keypoints(ctx.files.video, DEFAULT_TRACKER, out_dir=ctx.out / "keypoints",
-                                                    on_progress=advance)
-        report_tracking(report, ctx, tracked, bodyparts, time.perf_counter() - start)
+            tracked, bodyparts, _ = track_keypoints(ctx.files.video, (model, bodyparts),
+                                                    out_dir=ctx.out / "keypoints", on_progress=advance)
+        report_tracking(report, ctx, tracked, bodyparts, meta, time.perf_counter() - start)
         why = (f"skipped: encoding needs at least {DEMO_MIN_CHAIN_FRAMES} frames "
                f"({DEMO_MIN_CHAIN_FRAMES / ctx.fps:.0f} s) for its 10 train/test segments; run with --frames "
                f"{DEMO_MIN_CHAIN_FRAMES} or more")
@@ -297,7 +298,7 @@ def stage_chain(report: Report, ctx: DemoContext) -> None:
             epoch_bar(1)
 
         chain = run_chain(ctx.files.video, sim.spks, sim.neural_times, video_times=sim.behavior_times,
-                          xpos=sim.xpos, ypos=sim.ypos, tracker=DEFAULT_TRACKER, n_states=DEMO_STATES,
+                          xpos=sim.xpos, ypos=sim.ypos, tracker=(model, bodyparts), n_states=DEMO_STATES,
                           seed=ctx.seed, hmm_options=hmm_options, out=ctx.out,
                           on_track_progress=bar(ctx.n_frames, f"tracking with {DEFAULT_TRACKER!r}"),
                           on_epoch=on_epoch, on_hmm_step=_hmm_progress(
@@ -311,7 +312,7 @@ def stage_chain(report: Report, ctx: DemoContext) -> None:
                          sim.xpos, sim.ypos, {"neural": "jfacemap.synth.simulate_neural",
                                               "behavior": "ground-truth keypoints"})
     track_seconds = timings.get("tracked", timings["done"]) - timings["start"]
-    report_tracking(report, ctx, chain.tracked, chain.bodyparts, track_seconds)
+    report_tracking(report, ctx, chain.tracked, chain.bodyparts, meta, track_seconds)
     report_encode(report, ctx, sim, chain.encode, truth, chain.encode.summary["seconds"])
     report_hmm(report, ctx.out, chain.hmm, "encode/features.npz (tracked keypoints)")
 
