@@ -96,15 +96,31 @@ def make_corrupt(folder: Path, n_frames: int = 300, n_bad: int = 4) -> tuple[Pat
     b_frames = [i for i in range(1, len(rows)) if rows[i][0] < max(r[0] for r in rows[:i])]
     picks = [b_frames[j] for j in np.linspace(len(b_frames) // 4, 3 * len(b_frames) // 4, n_bad).astype(int)]
     data = bytearray(intact.read_bytes())
-    rng = np.random.default_rng(0)
+    corrupt = folder / "corrupt.mkv"
     for j, i in enumerate(picks):
         payload = packet_payload(intact, i)
         at = data.find(payload)
         assert at > 0 and data.find(payload, at + 1) < 0 and len(payload) > 120
-        if j % 2:  # noise over the slice data only: decoded concealed, flagged corrupt
-            data[at + 60: at + len(payload) - 20] = rng.integers(0, 256, len(payload) - 80, dtype=np.uint8).tobytes()
+        if j % 2:  # noise over the slice data: decoded concealed, flagged corrupt
+            data[at:at + len(payload)] = _flagged_noise(bytes(data), at, payload, corrupt)
         else:  # zeros where the slice header starts: the decoder drops the frame
             data[at + 5: at + 13] = bytes(8)
-    corrupt = folder / "corrupt.mkv"
     corrupt.write_bytes(bytes(data))
     return intact, corrupt, sorted(int(shown_at[i]) for i in picks)
+
+
+def _flagged_noise(data: bytes, at: int, payload: bytes, scratch: Path) -> bytes:
+    """`payload` with noise after its slice header that ffmpeg reports as damage.
+
+    Not every noise pattern is reported (ffmpeg 9 decodes some without a word,
+    and no reader could flag those), so seeds are tried until one is.
+    """
+    n = len(payload)
+    for seed in range(50):
+        noisy = payload[:16] + np.random.default_rng(seed).integers(0, 256, n - 16, dtype=np.uint8).tobytes()
+        scratch.write_bytes(data[:at] + noisy + data[at + n:])
+        res = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "warning",
+                              "-i", str(scratch), "-f", "null", "-"], capture_output=True, text=True)
+        if "error while decoding" in res.stderr or "corrupt decoded" in res.stderr:
+            return noisy
+    raise AssertionError("no noise pattern that ffmpeg reports as damage")
