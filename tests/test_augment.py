@@ -9,7 +9,7 @@ from jfacemap.track.augment import IDENTITY, ZOOM, AugmentConfig, AugmentParams,
 from jfacemap.track.preprocess import crop_geometry, keypoints_to_network, normalize_percentile, preprocess
 
 # jitted: op-by-op dispatch compiles every small op and is slower on a CPU
-apply_params = jax.jit(apply_params, static_argnames=("base_side", "size", "intensity"))
+apply_params = jax.jit(apply_params, static_argnames=("base_side", "size", "intensity", "mirror"))
 sample_params = jax.jit(sample_params, static_argnums=(1, 2, 3, 4))
 preprocess = jax.jit(preprocess, static_argnames=("bbox",))
 normalize_percentile = jax.jit(normalize_percentile)
@@ -53,6 +53,23 @@ def test_flip_mirrors_keypoints_with_the_image():
     np.testing.assert_allclose(out[0, 0], [255 - 60.0, 100.0], atol=1e-4)
     np.testing.assert_allclose(_centroid(np.asarray(images[0, ..., 0])), out[0, 0], atol=0.2)
     assert np.isnan(out[0, 1]).all()
+
+
+def test_flip_swaps_left_right_partners_and_nothing_else():
+    frames = jnp.zeros((1, 256, 256))
+    kp = np.array([[[60.0, 100.0], [90.0, 30.0], [10.0, 20.0]]], np.float32)  # left, right, unpaired
+    mirror = (1, 0, 2)
+    for flip in (True, False):
+        params = AugmentParams(jnp.array([[0, 256, 0, 256]]), jnp.array([flip]), jnp.ones(1), jnp.zeros(1))
+        _, plain = apply_params(frames, kp, params, base_side=256)
+        _, paired = apply_params(frames, kp, params, base_side=256, mirror=mirror)
+        expected = np.asarray(plain)[:, list(mirror)] if flip else np.asarray(plain)
+        np.testing.assert_allclose(paired, expected)
+    np.testing.assert_allclose(paired[0], kp[0], atol=1e-4)  # not flipped: where labelled
+    # flipped: the left label sits on the mirror image of the right point, and vice versa
+    params = AugmentParams(jnp.array([[0, 256, 0, 256]]), jnp.array([True]), jnp.ones(1), jnp.zeros(1))
+    _, paired = apply_params(frames, kp, params, base_side=256, mirror=mirror)
+    np.testing.assert_allclose(paired[0], [[255 - 90.0, 30.0], [255 - 60.0, 100.0], [255 - 10.0, 20.0]], atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(256, 256), (180, 240)])

@@ -293,3 +293,16 @@ def test_non_utf8_csv_is_read(tmp_path):
     path.write_bytes(text.encode("latin-1"))
     table = read_dlc_csv(path)
     assert table.scorer == "caf\xe9" and table.keypoints[0, 0, :2].tolist() == [1.5, 2.5]
+
+
+def test_mirror_permutation_pairs_left_and_right_by_name():
+    from jfacemap.skeleton import FACEMAP_BODYPARTS, mirror_permutation
+
+    # DeepLabCut-style names (the mirror-mouse labels): digits differ between partners
+    names = ["paw1LH_top", "paw2LF_top", "paw3RF_top", "paw4RH_top", "nose_top", "obsLow_bot", "obsHigh_bot"]
+    assert mirror_permutation(names) == (3, 2, 1, 0, 4, 5, 6)
+    assert mirror_permutation(["leftEar", "rightEar", "ear_l", "ear_r", "bright", "eye_L", "eye_R"]) == (
+        1, 0, 3, 2, 4, 6, 5)
+    # a name with two candidate partners stays unpaired; the face has no pairs
+    assert mirror_permutation(["paw_L", "paw_R", "paw_R2"]) == (0, 1, 2)
+    assert mirror_permutation(FACEMAP_BODYPARTS) == tuple(range(len(FACEMAP_BODYPARTS)))

@@ -52,7 +52,7 @@ def peak_frequency(x: np.ndarray, fps: float = FPS) -> float:
 
 
 def longest_run(mask: np.ndarray) -> tuple[int, int]:
-    best, start, run_start = (0, 0), None, None
+    best, run_start = (0, 0), None
     for i, m in enumerate(np.append(mask, False)):
         if m and run_start is None:
             run_start = i

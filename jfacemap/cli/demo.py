@@ -147,7 +147,8 @@ def report_encode(report: Report, ctx: DemoContext, sim, tracked, truth, seconds
     pct = lambda v: f"{100 * v:5.1f}%"  # noqa: E731
     lines = [
         f"{sim.n_neurons} simulated neurons at {DEMO_NEURAL_FPS:g} Hz over {sim.neural_times[-1] - sim.neural_times[0]:.0f} s, "
-        "driven by non-linear, filtered functions of this session's own behaviour plus shared latents and noise",
+        "driven linearly by this session's own 100-ms-smoothed keypoints plus shared latents and noise",
+        "(5 min is too short to learn non-linear tuning: `python -m bench.bench_encode` shows it on 1 h)",
         f"test frames: {len(test)} ({len(tracked.split.test)} segments, each after a 3 s gap); the deep encoder "
         f"stopped at epoch {t['deep_recipe'].get('best_epoch', '?')} of {t['deep_recipe']['epochs']} "
         "(best validation loss)",
@@ -181,6 +182,10 @@ DEMO_MAX_STEPS = 300  # early stopping on the test blocks usually ends the fit w
 DEMO_REFINE = 3       # rounds of re-seeding unused states (jfacemap.hmm.refine)
 DEMO_NEURONS = 2000
 DEMO_NEURAL_FPS = 10.0  # a fast two-photon rate: a few minutes of session still give thousands of neural frames
+# Neurons linear in the smoothed keypoints, most of their variance explainable (mean 2/3): measured on the
+# 5-min demo session, non-linear tuning at cortex-like noise (the benchmark's) leaves both encoders at ~1 %
+# of variance, far below the 13 % achievable, so tracked-vs-true would compare noise.
+DEMO_EXPLAINABLE_BETA = (6.0, 3.0)
 # Shortest session the chain runs on: 10 segments each of >= 12 s (75 % train, a 3 s gap, test), the
 # simulator's 7 s of behaviour around the neural frames, and a margin.
 DEMO_MIN_CHAIN_FRAMES = 7500
@@ -285,7 +290,8 @@ def stage_chain(report: Report, ctx: DemoContext) -> None:
         report.section("HMM (behavioural states)", ["skipped: no deep features (the encode stage makes them)"])
         return
 
-    sim = simulate_neural(DEMO_NEURONS, None, seed=ctx.seed, neural_fps=DEMO_NEURAL_FPS, session=ctx.session)
+    sim = simulate_neural(DEMO_NEURONS, None, seed=ctx.seed, neural_fps=DEMO_NEURAL_FPS, session=ctx.session,
+                          linear=True, explainable_beta=DEMO_EXPLAINABLE_BETA)
     epochs = deep_recipe(sim.n_neurons, sim.neural_times).epochs
     hmm_options = {"max_steps": DEMO_MAX_STEPS, "refine": DEMO_REFINE, "control": True}
     timings = {"start": time.perf_counter()}

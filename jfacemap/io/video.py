@@ -36,7 +36,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from jfacemap.io import video_index
-from jfacemap.io.video_errors import VideoError, last_line as _last_line
+from jfacemap.io.video_errors import VideoError
 from jfacemap.io.inputs import existing_file
 from jfacemap.io.video_writer import VideoWriter, write_video  # re-exported: one entry point for video
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import imageio_ffmpeg
 import numpy as np
 
 # Demuxers whose seeks land on a keyframe at or before the asked time.

@@ -161,6 +161,7 @@ def simulate_neural(
     field_um: float = 1200.0,
     out: str | os.PathLike | None = None,
     session: SyntheticSession | None = None,
+    explainable_beta: tuple[float, float] = (2.0, 7.0),
 ) -> NeuralSimulation:
     """Simulate `n_neurons` over `duration_s` of neural recording (deterministic per seed).
 
@@ -174,6 +175,10 @@ def simulate_neural(
     is tracked) instead of `make_session(..., seed)`; `duration_s` and `video_fps` then
     follow from it (pass duration_s=None): every neural frame that fits between
     LEAD_S after its first frame and TAIL_S before its last.
+
+    explainable_beta: (a, b) of the Beta distribution of each neuron's explainable
+    fraction of variance (default mean 2/9, as in cortex: most variance is private);
+    a few minutes of recording need a larger share to show anything.
     """
     if session is not None:
         if duration_s is not None:
@@ -206,7 +211,7 @@ def simulate_neural(
     tuning = _patch_tuning(rng(3), pos, len(table), field_um, spacing=250.0, jitter=0.8)
     latent_tuning = _patch_tuning(rng(4), pos, n_latents, field_um, spacing=400.0, jitter=0.5)
     fractions = rng(5)
-    explainable = fractions.beta(2.0, 7.0, n_neurons)  # mean ~0.22 of a neuron's variance
+    explainable = fractions.beta(*explainable_beta, n_neurons)  # default mean ~0.22 of a neuron's variance
     behavior_share = fractions.beta(4.0, 2.0, n_neurons)  # mean 2/3 of the explainable part
     scale = np.exp(fractions.normal(0.0, 0.5, n_neurons))  # neurons differ in overall size
     baseline = scale * fractions.uniform(1.0, 3.0, n_neurons)

@@ -26,8 +26,9 @@ Geometry (see `jfacemap.track.preprocess` for the conventions):
   geometry, so the network learns one constant offset that inference's
   `keypoints_to_frame` undoes (zero for 256 x 256 frames);
 - keypoints that fall outside the jittered box are not visible: NaN;
-- horizontal flip mirrors the image and x of the keypoints (names are not
-  swapped: the side view has no left/right pairs);
+- horizontal flip mirrors the image and x of the keypoints, and swaps the
+  labels of left/right pairs (`mirror`, from `skeleton.mirror_permutation`):
+  a mirrored animal has its sides swapped. Facemap's face has no pairs;
 - intensity: the original's (brightness in units of the image's maximum,
   contrast about its mean, clipped to [0, maximum]) or, with
   intensity="affine", x * contrast + brightness on the frame content
@@ -148,7 +149,7 @@ def _axis_matrix(start, stop, pad, side, n_src: int, size: int) -> jax.Array:
 
 def apply_params(
     frames: jax.Array, keypoints: jax.Array, params: AugmentParams, base_side: int, size: int = NET_SIZE,
-    intensity: str = "affine",
+    intensity: str = "affine", mirror: Sequence[int] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Apply drawn parameters.
 
@@ -158,6 +159,8 @@ def apply_params(
       params: from `sample_params`.
       base_side: square side of the base (un-jittered) geometry, for the
         label convention (see module docstring).
+      mirror: (K,) partner of each keypoint, whose label a flipped sample
+        takes (left/right pairs); None = no pairs.
     Returns:
       images (B, size, size, 1) float32; keypoints (B, K, 2) float32 in
       network pixels, NaN where missing or outside the box.
@@ -188,7 +191,10 @@ def apply_params(
     pos = jnp.stack([pos_x, pos[..., 1]], -1) + 0.5 * (1.0 - size / base_side)
     # Pixel k covers [k - 0.5, k + 0.5): the box [x0, x1) spans [x0 - 0.5, x1 - 0.5).
     inside = jnp.all((kp >= lo[:, None] - 0.5) & (kp < hi[:, None] - 0.5), axis=-1, keepdims=True)
-    return img[..., None], jnp.where(inside, pos, jnp.nan)
+    pos = jnp.where(inside, pos, jnp.nan)
+    if mirror is not None and tuple(mirror) != tuple(range(kp.shape[1])):
+        pos = jnp.where(params.flip[:, None, None], pos[:, jnp.asarray(mirror)], pos)
+    return img[..., None], pos
 
 
 def _original_intensity(img: jax.Array, gain: jax.Array, offset: jax.Array) -> jax.Array:
@@ -201,13 +207,14 @@ def _original_intensity(img: jax.Array, gain: jax.Array, offset: jax.Array) -> j
     return jnp.where(drawn[:, None, None], out, img)
 
 
-@partial(jax.jit, static_argnames=("config", "bbox"))
+@partial(jax.jit, static_argnames=("config", "bbox", "mirror"))
 def augment_batch(
     key: jax.Array,
     frames: jax.Array,
     keypoints: jax.Array,
     config: AugmentConfig = AugmentConfig(),
     bbox: tuple[int, int, int, int] | None = None,
+    mirror: Sequence[int] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Randomly augment a batch of frames of one size.
 
@@ -217,10 +224,12 @@ def augment_batch(
       keypoints: (B, K, 2 or 3) x, y[, likelihood] in frame pixels, NaN = missing.
       config: settings (static); `IDENTITY` reproduces `preprocess`.
       bbox: (x0, x1, y0, y1) base box in frame pixels (static tuple), None = frame.
+      mirror: (K,) partner of each keypoint, swapped on a flip (static);
+        None = no pairs.
     Returns:
       images (B, S, S, 1) float32 and keypoints (B, K, 2) float32 in network
       pixels (NaN preserved, and NaN for points cropped away).
     """
     base = crop_geometry(frames.shape, bbox, config.size)
     params = sample_params(key, frames.shape[0], frames.shape, config, bbox)
-    return apply_params(frames, keypoints, params, base.side, config.size, config.intensity)
+    return apply_params(frames, keypoints, params, base.side, config.size, config.intensity, mirror)

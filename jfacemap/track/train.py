@@ -34,6 +34,7 @@ from jfacemap.track.decode import SIGMA, HeatmapTargets, heatmap_targets
 from jfacemap.track import model_store as ckpt
 from jfacemap.track.inference import make_predict_fn, predict_images
 from jfacemap.track.preprocess import normalize_percentile
+from jfacemap.skeleton import mirror_permutation
 
 # ------------------------------------------------------------------- loss ---
 
@@ -212,11 +213,12 @@ class TrainState(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=None,
-                    epochs: int | None = None) -> tuple[Callable, Callable]:
+                    epochs: int | None = None, mirror: tuple[int, ...] | None = None) -> tuple[Callable, Callable]:
     """(optax transformation, jitted step). step: (TrainState, key, frames
     (B, H, W) uint8, keypoints (B, K, 2) frame px) -> (TrainState,
-    {"loss", "heatmap", "offset"}). Cached, so repeated trainings of one
-    architecture and recipe (human-in-the-loop rounds) compile once."""
+    {"loss", "heatmap", "offset"}). `mirror`: left/right partners swapped on
+    a flip (`skeleton.mirror_permutation`). Cached, so repeated trainings of
+    one architecture and recipe (human-in-the-loop rounds) compile once."""
     tx = make_optimizer(recipe, n_steps_per_epoch, epochs)
 
     def loss_fn(model, images, kp):
@@ -231,7 +233,7 @@ def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=
     @jax.jit
     def step(state: TrainState, key, frames, keypoints):
         x = normalize_percentile(frames)
-        images, kp = augment_batch(key, x, keypoints, recipe.augment, bbox)
+        images, kp = augment_batch(key, x, keypoints, recipe.augment, bbox, mirror)
         model = nnx.merge(graphdef, state.params, state.batch_stats)
         (loss, aux), grads = grad_fn(model, images, kp)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -321,7 +323,8 @@ def train_tracker(
     plan = training_plan(recipe, len(images))
     n_steps = plan.steps_per_epoch
     bbox = None if bbox is None else tuple(int(round(v)) for v in bbox)
-    tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs)
+    mirror = mirror_permutation(bodyparts)
+    tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs, mirror)
     state = TrainState(params, batch_stats, tx.init(params))
 
     meta = {"recipe": recipe.to_dict(), "bodyparts": list(bodyparts), "n_frames": len(images),
