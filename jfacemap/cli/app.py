@@ -19,7 +19,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 import jfacemap
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import encode, hmm, refine, svd, timescales, track, train
+from jfacemap.cli import encode, export, hmm, refine, svd, timescales, track, train
 from jfacemap.errors import JfacemapError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -120,7 +120,7 @@ def _options(
 for _name, _function in (("demo", demo.demo), ("synth", synth.synth), ("info", info.info), ("track", track.track),
                          ("train", train.train), ("finetune", train.finetune), ("evaluate", train.evaluate),
                          ("encode", encode.encode), ("svd", svd.svd), ("timescales", timescales.timescales),
-                         ("hmm", hmm.hmm), ("refine", refine.refine)):
+                         ("hmm", hmm.hmm), ("refine", refine.refine), ("export", export.export)):
     app.command(_name, cls=PlainCommand, context_settings=CONTEXT)(_function)
 
 

@@ -66,14 +66,14 @@ def _neural_times(data, neural_times: Optional[Path], neural_fps: Optional[float
 
 def encode(
     neural: Annotated[Path, typer.Option("--neural", metavar="PATH", help="Neural data: .npz (spks, xpos, ypos, timestamps), .npy, or a Suite2p folder.")],
-    behavior: Annotated[Path, typer.Option("--behavior", metavar="FILE", help="Behaviour: _FacemapPose.h5, DeepLabCut .csv/.h5, _svd.npz, or a (time x features) .npy.")],
+    behavior: Annotated[Path, typer.Option("--behavior", metavar="FILE", help="Behaviour: _FacemapPose.h5, DeepLabCut .csv/.h5, _svd.npz, Facemap _proc.npy, or a (time x features) .npy.")],
     model: Annotated[str, typer.Option("--model", metavar="deep|linear|both", help="Which encoder(s) to fit.")] = "both",
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Output folder.")] = Path("encode"),
     fps: Annotated[Optional[float], typer.Option("--fps", help="Video frame rate, when no --behavior-times.")] = None,
     behavior_times: Annotated[Optional[Path], typer.Option("--behavior-times", metavar="FILE", help="Video frame times (s), .npy.")] = None,
     neural_fps: Annotated[Optional[float], typer.Option("--neural-fps", help="Neural frame rate, when the file has no timestamps.")] = None,
     neural_times: Annotated[Optional[Path], typer.Option("--neural-times", metavar="FILE", help="Neural frame times (s), .npy.")] = None,
-    svd_kind: Annotated[str, typer.Option("--svd-kind", metavar="motion|movie", help="For _svd.npz behaviour: motion or movie PCs.")] = "motion",
+    svd_kind: Annotated[str, typer.Option("--svd-kind", metavar="motion|movie", help="For _svd.npz or _proc.npy behaviour: motion or movie PCs.")] = "motion",
     peer: Annotated[str, typer.Option("--peer", metavar="strips|checkerboard", help="Peer-prediction split: strips (200 um) or checkerboard (400 um).")] = "strips",
     um_per_pixel: Annotated[float, typer.Option(help="Suite2p ROI positions: um per pixel.")] = 1.0,
     schedule: Annotated[str, typer.Option("--schedule", metavar="validated|paper|full", help="How the deep encoder trains: validated (default) runs the full schedule (AdamW 1e-3, 300 epochs) and keeps the epoch with the best loss on the last tenth of each training segment, stopping after 60 epochs without a better one; paper applies the paper's fixed small-data rules (fewer than 2,000 neurons or 1 h: lower LR, fewer epochs); full runs all 300 epochs whatever the data.")] = "validated",

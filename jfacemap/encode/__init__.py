@@ -13,6 +13,7 @@
   metrics.py         variance explained, peer-predicted explainable variance, normalisation
   clusters.py        scaled k-means of neurons, locality
   movie_pcs.py       movie / motion SVD of video regions, streamed
+  proc_export.py     movie / motion SVD as the original Facemap's _proc.npy
 """
 
 from jfacemap.exports import lazy_exports
@@ -29,4 +30,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "scaled_kmeans": "clusters",
     "movie_svd": "movie_pcs", "MovieSVD": "movie_pcs", "save_movie_svd": "movie_pcs_store",
     "load_movie_svd": "movie_pcs_store",
+    "export_proc": "proc_export", "proc_from_svd": "proc_export",
 })

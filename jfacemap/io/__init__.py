@@ -15,4 +15,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "read_neural": "neural", "read_behavior": "behavior", "read_timestamps": "behavior",
     "keypoint_coordinates": "behavior",
     "load_features": "hmm_outputs", "write_hmm_outputs": "hmm_outputs",
+    "export_pose": "pose_export", "write_dlc_h5": "dlc_export", "write_pose_nwb": "nwb_pose",
+    "read_pose_nwb": "nwb_pose", "load_proc": "facemap_proc", "save_proc": "facemap_proc",
 })

@@ -1,11 +1,12 @@
 """Behaviour time series for the encode and HMM stages, from the files people have.
 
-- keypoints: `_FacemapPose.h5` or a DeepLabCut CSV or .h5 -> x and y of each
+- keypoints: `_FacemapPose.h5`, a DeepLabCut CSV or .h5, or an ndx-pose .nwb -> x and y of each
   bodypart (the paper's 11 analysis bodyparts, 22 coordinates, when the file
   has them all; else every bodypart). Short NaN gaps (occlusions, filtered
   outliers) are filled by linear interpolation in time; a bodypart that is
   never visible is left out, with a warning.
-- movie PCs: a `_svd.npz` written by `jfacemap svd` (motion or movie PCs).
+- movie PCs: a `_svd.npz` written by `jfacemap svd`, or the original Facemap's
+  `_proc.npy` (its full-frame `motSVD` / `movSVD`, read without running its pickle).
 - any (time x features) array: `.npy`, or `.npz` with one 2-D array.
 
 Timestamps come from the caller (`times` or `fps`), never from a guessed ratio.
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from jfacemap.errors import JfacemapError
+from jfacemap.io.facemap_proc import is_proc_path, load_proc, proc_pcs
+from jfacemap.io.inputs import KEYPOINT_SUFFIXES
 from jfacemap.io.keypoints import read_keypoints
 from jfacemap.io.timestamps import check_timestamps
 from jfacemap.skeleton import ANALYSIS_BODYPARTS
@@ -150,14 +153,14 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
 
     fps: video frame rate (timestamps = frame / fps) when `times` is None.
     times: (T,) seconds, or a .npy path holding them.
-    svd_kind: "motion" or "movie", for `_svd.npz` files.
+    svd_kind: "motion" or "movie", for `_svd.npz` and `_proc.npy` files.
     """
     p = Path(path)
     if not p.exists():
         raise BehaviorFileError(f"{p}: no such file")
     suffix = p.suffix.lower()
     try:
-        if suffix in (".h5", ".hdf5", ".csv"):
+        if suffix in KEYPOINT_SUFFIXES:
             keypoints, bodyparts = read_keypoints(p)
             values, names = keypoint_coordinates(keypoints, bodyparts, p)
             kind = "keypoints"
@@ -166,6 +169,12 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
                 raise BehaviorFileError(f"{p}: svd kind must be one of {', '.join(SVD_KINDS)}, got {svd_kind!r}")
             values, names = _read_svd(p, svd_kind)
             kind = f"{svd_kind}_pcs"
+        elif is_proc_path(p):
+            if svd_kind not in SVD_KINDS:
+                raise BehaviorFileError(f"{p}: svd kind must be one of {', '.join(SVD_KINDS)}, got {svd_kind!r}")
+            values, region = proc_pcs(load_proc(p), svd_kind, p)
+            names = [f"{svd_kind}{'' if region == 0 else f'_roi{region}'}_pc{i}" for i in range(values.shape[1])]
+            kind = f"{svd_kind}_pcs"
         elif suffix in (".npy", ".npz"):
             values = _read_array(p)
             if values.ndim != 2:
@@ -173,7 +182,7 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
             names, kind = [f"feature{i}" for i in range(values.shape[1])], "array"
         else:
             raise BehaviorFileError(f"{p}: unknown behaviour file type {suffix or '(none)'}; expected a "
-                                    "_FacemapPose.h5, a DeepLabCut .csv/.h5, a _svd.npz or a .npy/.npz array")
+                                    "_FacemapPose.h5, a DeepLabCut .csv/.h5, a _svd.npz, a Facemap _proc.npy or a .npy/.npz array")
     except (OSError, EOFError) as error:
         raise BehaviorFileError(f"{p}: cannot read it ({error})") from error
     if kind != "keypoints" and not np.isfinite(values).all():

@@ -24,22 +24,18 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from jfacemap.io.keypoints import KeypointFileError, LabelTable, open_h5
-from jfacemap.io.neural import ArrayOnlyUnpickler
+from jfacemap.io.neural import PICKLE_ERRORS, ArrayOnlyUnpickler
 
 __all__ = ["is_pandas_h5", "read_dlc_h5"]
 
 _KEY = "df_with_missing"
 _COORDS = (("x", "y"), ("x", "y", "likelihood"))
-# Whatever a malformed pickle can raise while being decoded.
-_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
-                  AttributeError, OverflowError)
 
 
 def _pandas_groups(f: h5py.File) -> list[str]:
@@ -88,7 +84,7 @@ def _unpickle(node: h5py.HLObject, name: str, p: Path):
                                 f"(found {type(raw).__name__})")
     try:
         return ArrayOnlyUnpickler(io.BytesIO(raw), encoding="utf-8").load()
-    except _PICKLE_ERRORS as error:
+    except PICKLE_ERRORS as error:
         raise KeypointFileError(f"{p}: cannot read attribute {node.name}@{name} safely "
                                 f"({type(error).__name__}: {error})") from error
 

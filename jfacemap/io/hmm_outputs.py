@@ -16,12 +16,11 @@ import numpy as np
 from jfacemap import DEFAULT_FPS  # re-exported: the rate of features that carry no timestamps
 from jfacemap.errors import JfacemapError
 from jfacemap.io.atomic import write_bytes_atomic, write_npz_atomic, write_text_atomic
+from jfacemap.io.inputs import KEYPOINT_SUFFIXES
 from jfacemap.io.jsonable import jsonable
 from jfacemap.io.timestamps import check_timestamps
 
 __all__ = ["DEFAULT_FPS", "load_features", "write_hmm_outputs"]
-
-KEYPOINT_SUFFIXES = (".h5", ".hdf5", ".csv")
 
 
 def _fps_from_times(times: np.ndarray, where: Path) -> float:
@@ -46,11 +45,13 @@ def load_features(path: Path, fps: Optional[float] = None) -> tuple[np.ndarray, 
     """Features (T, D), their rate (Hz) and kind from a path the command accepts.
 
     An encode output folder or its features.npz (`features` at `times`), another
-    .npz with one 2-D array, a .npy (time x features), or keypoints
-    (`_FacemapPose.h5` / DeepLabCut .csv or .h5 -> x, y of each bodypart, gaps filled).
+    .npz with one 2-D array, a .npy (time x features), keypoints
+    (`_FacemapPose.h5` / DeepLabCut .csv or .h5 -> x, y of each bodypart, gaps filled),
+    or the original Facemap's `_proc.npy` (its full-frame motion PCs).
     fps: frame rate; default: from `times` when the file has them, else 50 Hz.
     """
     from jfacemap.io.behavior import read_behavior
+    from jfacemap.io.facemap_proc import is_proc_path
 
     p = Path(path)
     if p.is_dir():
@@ -67,6 +68,9 @@ def load_features(path: Path, fps: Optional[float] = None) -> tuple[np.ndarray, 
         if suffix in KEYPOINT_SUFFIXES:
             beh = read_behavior(p, fps=fps or DEFAULT_FPS)
             return beh.values, fps or DEFAULT_FPS, "keypoints"
+        if is_proc_path(p):
+            beh = read_behavior(p, fps=fps or DEFAULT_FPS, svd_kind="motion")
+            return beh.values, fps or DEFAULT_FPS, "motion PCs"
         if suffix == ".npz":
             x, times = _read_npz(p)
             kind = "deep features" if times is not None else "array"
@@ -74,7 +78,7 @@ def load_features(path: Path, fps: Optional[float] = None) -> tuple[np.ndarray, 
             x, kind = np.load(p, allow_pickle=False), "array"
         else:
             raise JfacemapError(f"{p}: unknown file type {suffix or '(none)'}; expected a .npy/.npz array, "
-                                "an encode output folder or a _FacemapPose.h5")
+                                "an encode output folder, a _FacemapPose.h5 or a Facemap _proc.npy")
     except (OSError, EOFError, ValueError) as error:
         if str(error).startswith(str(p)):
             raise

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from jfacemap.errors import JfacemapError
 
+# Keypoint files by suffix: Facemap or DeepLabCut .h5, DeepLabCut .csv, NWB with ndx-pose.
+KEYPOINT_SUFFIXES = (".h5", ".hdf5", ".csv", ".nwb")
+
 
 def existing_file(path: str | os.PathLike, kind: str, error: type[Exception] = JfacemapError) -> Path:
     """`path` as a Path if it is a non-empty file; else `error("<path>: <problem>")`.

@@ -364,9 +364,11 @@ def load_label_frames(table: LabelTable, video_path: str | os.PathLike) -> np.nd
 
 
 def read_keypoints(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """(keypoints (T, K, 3) float32, bodyparts) from a Facemap .h5 or a DeepLabCut .csv or .h5.
+    """(keypoints (T, K, 3) float32, bodyparts) from a Facemap .h5, a DeepLabCut .csv or .h5, or an .nwb.
 
-    An .h5 holding a pandas DataFrame is DeepLabCut's (read by `jfacemap.io.dlc_h5`).
+    An .h5 holding a pandas DataFrame is DeepLabCut's (read by `jfacemap.io.dlc_h5`), or
+    an older Facemap's (the same layout, scorer Facemap). An .nwb holds ndx-pose's
+    `behavior/PoseEstimation` (`jfacemap.io.nwb_pose`).
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -380,8 +382,13 @@ def read_keypoints(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     if suffix == ".csv":
         table = read_dlc_csv(p)
         return table.keypoints.astype(np.float32), table.bodyparts
+    if suffix == ".nwb":  # as `jfacemap export nwb` writes it (needs the extra `nwb`)
+        from jfacemap.io.nwb_pose import read_pose_nwb  # it imports this module
+
+        keypoints, bodyparts, _ = read_pose_nwb(p)
+        return keypoints.astype(np.float32), bodyparts
     raise KeypointFileError(f"{p}: unknown keypoint file type {suffix or '(none)'}; "
-                            "expected a Facemap .h5 or a DeepLabCut .csv or .h5")
+                            "expected a Facemap .h5, a DeepLabCut .csv or .h5, or an NWB file (ndx-pose)")
 
 
 def validate_bodyparts(

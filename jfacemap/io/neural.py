@@ -66,29 +66,38 @@ _SAFE_GLOBALS = {
 }
 
 
+# Whatever a malformed pickle can raise while being decoded.
+PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
+                 AttributeError, OverflowError)
+
+
 class ArrayOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays, numpy scalars and dtypes, and plain containers, numbers and strings
+    (which need no global); refuses every other global, so a pickle cannot import or run code."""
+
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def load_object_npy(path: str | os.PathLike) -> np.ndarray:
-    """An object-dtype .npy (like Suite2p's stat.npy) through the restricted unpickler."""
+def load_object_npy(path: str | os.PathLike, error: type[JfacemapError] = NeuralFileError) -> np.ndarray:
+    """An object-dtype .npy (like Suite2p's stat.npy or Facemap's _proc.npy) through the restricted
+    unpickler; `error` (one line naming the file) when it is not a .npy or holds anything else."""
     p = Path(path)
     with open(p, "rb") as f:
         try:
             version = np.lib.format.read_magic(f)
             read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
-        except ValueError as error:
-            raise NeuralFileError(f"{p}: not a .npy file ({error})") from error
+        except ValueError as err:
+            raise error(f"{p}: not a .npy file ({err})") from err
         if dtype != object:
             return np.load(p, allow_pickle=False)
         try:
             array = ArrayOnlyUnpickler(io.BytesIO(f.read())).load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as error:
-            raise NeuralFileError(f"{p}: cannot read it safely ({error})") from error
+        except PICKLE_ERRORS as err:
+            raise error(f"{p}: cannot read it safely ({err})") from err
     return np.asarray(array, dtype=object).reshape(shape)
 
 
