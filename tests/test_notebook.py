@@ -29,7 +29,7 @@ def test_the_notebook_opens_in_colab_and_installs_the_right_extra():
     assert '"cuda"' in install and '"tpu"' in install and "git+" in install
 
 
-@pytest.mark.slow  # about two minutes on one CPU core (tracking, the deep encoder, the HMM)
+# about two minutes on one CPU core (rendering 7,600 frames, tracking, the encoders, the HMM): in CI, so it never rots
 def test_the_notebook_runs_top_to_bottom(tmp_path):
     pytest.importorskip("matplotlib")
     env = dict(os.environ, JFACEMAP_NOTEBOOK_QUICK="1", MPLBACKEND="Agg",
