@@ -141,10 +141,3 @@ def test_choose_frames_on_a_video_finds_a_corrupted_frame(tmp_path):
     with pytest.raises(ValueError, match="picking method"):
         choose_frames(None, video, 5, "best")
 
-
-def test_flip_disagreement_compares_each_point_with_its_partner_on_the_mirror_image():
-    kp = np.array([[[10.0, 5.0], [50.0, 7.0]]])  # left, right
-    # on the mirror image the network puts "left" where the right point's mirror is
-    mirrored = np.array([[[63 - 50.0, 7.0], [63 - 10.0, 5.0]]])
-    np.testing.assert_allclose(flip_disagreement_px(kp, mirrored, 64, mirror=(1, 0)), 0.0, atol=1e-12)
-    assert flip_disagreement_px(kp, mirrored, 64).min() > 30

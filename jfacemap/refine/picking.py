@@ -16,7 +16,7 @@ rank, so no sign's units dominate.
 from __future__ import annotations
 
 import warnings
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -50,23 +50,18 @@ def jump_px(previous: np.ndarray, current: np.ndarray, following: np.ndarray) ->
     return np.linalg.norm(cur - (prev + nxt) / 2, axis=-1)
 
 
-def flip_disagreement_px(keypoints: np.ndarray, on_flipped: np.ndarray, width: int,
-                         mirror: Sequence[int] | None = None) -> np.ndarray:
+def flip_disagreement_px(keypoints: np.ndarray, on_flipped: np.ndarray, width: int) -> np.ndarray:
     """(N, K) distance in px between the predictions on a frame and those on
     its mirror image mapped back (x -> width - 1 - x: pixel centres at
     integers, the mirror of pixel i is pixel width - 1 - i).
 
-    keypoints, on_flipped: (N, K, 2+) x, y in frame px; width: frame width in px;
-    mirror: (K,) left/right partner of each keypoint (`skeleton.mirror_permutation`):
-    on the mirror image keypoint k is predicted where its partner is.
+    keypoints, on_flipped: (N, K, 2+) x, y in frame px; width: frame width in px.
     """
     kp = np.asarray(keypoints, np.float64)[..., :2]
     back = np.asarray(on_flipped, np.float64)[..., :2].copy()
     if kp.shape != back.shape or kp.ndim != 3:
         raise ValueError(f"keypoints must be two (N, K, 2) arrays of one shape, got {kp.shape}, {back.shape}")
     back[..., 0] = (width - 1) - back[..., 0]
-    if mirror is not None:
-        back = back[:, list(mirror)]
     return np.linalg.norm(kp - back, axis=-1)
 
 

@@ -22,7 +22,6 @@ from jfacemap.refine.picking import (
     pick_frames,
     uncertainty_scores,
 )
-from jfacemap.skeleton import mirror_permutation
 
 __all__ = ["Tracker", "choose_frames"]
 
@@ -73,7 +72,7 @@ def scan_video(tracker: Tracker, video: str | os.PathLike, n_candidates: int) ->
     pred = tracker.predict(frames).reshape(3, len(centres), len(tracker.bodyparts), 3)
     mirrored = tracker.predict(frames[len(centres) : 2 * len(centres), :, ::-1])
     jumps = jump_px(pred[0], pred[1], pred[2])
-    flips = flip_disagreement_px(pred[1], mirrored, frames.shape[2], mirror_permutation(tracker.bodyparts))
+    flips = flip_disagreement_px(pred[1], mirrored, frames.shape[2])
     return centres, uncertainty_scores(pred[1, ..., 2], jumps, flips), n_frames
 
 

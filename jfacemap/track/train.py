@@ -323,7 +323,7 @@ def train_tracker(
     plan = training_plan(recipe, len(images))
     n_steps = plan.steps_per_epoch
     bbox = None if bbox is None else tuple(int(round(v)) for v in bbox)
-    mirror = mirror_permutation(bodyparts)
+    mirror = mirror_permutation(bodyparts) if recipe.augment.swap_pairs else None
     tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs, mirror)
     state = TrainState(params, batch_stats, tx.init(params))
 
