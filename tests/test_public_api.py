@@ -1,4 +1,4 @@
-"""Each stage's public names (`jfacemap.track`, `.encode`, `.hmm`, `.io`, `.synth`) resolve, are documented,
+"""Each stage's public names (`jfacemap.track`, `.encode`, `.hmm`, `.io`, `.synth`, `.roi`) resolve, are documented,
 and importing a stage's package loads nothing heavy until a name is used."""
 
 import importlib
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-PACKAGES = ["jfacemap.track", "jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.synth"]
+PACKAGES = ["jfacemap.track", "jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.synth", "jfacemap.roi"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -38,7 +38,7 @@ def test_the_main_functions_say_their_shapes():
         assert len(annotated) >= 2, f"{fn.__name__}: parameters without types"
 
 
-@pytest.mark.parametrize("package", ["jfacemap.encode", "jfacemap.hmm", "jfacemap.io"])
+@pytest.mark.parametrize("package", ["jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.roi"])
 def test_importing_a_stage_package_is_light(package):
     code = f"import sys, {package}; print('jax' in sys.modules, 'h5py' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -19,7 +19,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 import jfacemap
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import encode, export, hmm, refine, svd, timescales, track, train
+from jfacemap.cli import encode, export, hmm, refine, roi, svd, timescales, track, train
 from jfacemap.errors import JfacemapError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -31,6 +31,8 @@ RESUME_HINTS = {
     "train": "the epoch checkpoints are kept (OUT/checkpoints): rerun the same command to resume from the last one",
 }
 RESUME_HINTS["finetune"] = RESUME_HINTS["train"]
+RESUME_HINTS["roi"] = ("the traces measured so far are saved (in <video>_roi.npz.partial): "
+                       "rerun the same command to resume from there")
 
 _METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT", Path: "PATH"}
 
@@ -120,7 +122,8 @@ def _options(
 for _name, _function in (("demo", demo.demo), ("synth", synth.synth), ("info", info.info), ("track", track.track),
                          ("train", train.train), ("finetune", train.finetune), ("evaluate", train.evaluate),
                          ("encode", encode.encode), ("svd", svd.svd), ("timescales", timescales.timescales),
-                         ("hmm", hmm.hmm), ("refine", refine.refine), ("export", export.export)):
+                         ("hmm", hmm.hmm), ("refine", refine.refine), ("export", export.export),
+                         ("roi", roi.roi)):
     app.command(_name, cls=PlainCommand, context_settings=CONTEXT)(_function)
 
 

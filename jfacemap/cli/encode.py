@@ -66,7 +66,7 @@ def _neural_times(data, neural_times: Optional[Path], neural_fps: Optional[float
 
 def encode(
     neural: Annotated[Path, typer.Option("--neural", metavar="PATH", help="Neural data: .npz (spks, xpos, ypos, timestamps), .npy, or a Suite2p folder.")],
-    behavior: Annotated[Path, typer.Option("--behavior", metavar="FILE", help="Behaviour: _FacemapPose.h5, DeepLabCut .csv/.h5, _svd.npz, Facemap _proc.npy, or a (time x features) .npy.")],
+    behavior: Annotated[Path, typer.Option("--behavior", metavar="FILE", help="Behaviour: _FacemapPose.h5, DeepLabCut .csv/.h5, _svd.npz, Facemap _proc.npy, _roi.npz, or a (time x features) .npy.")],
     model: Annotated[str, typer.Option("--model", metavar="deep|linear|both", help="Which encoder(s) to fit.")] = "both",
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FOLDER", help="Output folder.")] = Path("encode"),
     fps: Annotated[Optional[float], typer.Option("--fps", help="Video frame rate, when no --behavior-times.")] = None,

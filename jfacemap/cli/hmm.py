@@ -36,7 +36,7 @@ def print_summary(summary: dict) -> None:
 
 def hmm(
     features: Annotated[Path, typer.Argument(metavar="FEATURES", help="Features: .npy/.npz (time x features), an encode output folder "
-                                                  "(or its features.npz), a _FacemapPose.h5 (keypoints) or a Facemap _proc.npy (motion PCs).")],
+                                                  "(or its features.npz), a _FacemapPose.h5 (keypoints), a Facemap _proc.npy (motion PCs) or a _roi.npz (ROI traces).")],
     states: Annotated[int, typer.Option("--states", "-k", help="Number of hidden states.")] = hmm_defaults.N_STATES,
     downsample: Annotated[int, typer.Option("--downsample", help="Block-mean downsampling factor (50 Hz -> 5 Hz).")] = hmm_defaults.DOWNSAMPLE,
     sigma2: Annotated[Optional[float], typer.Option(

@@ -22,6 +22,7 @@ def synth(
     style: Annotated[str, typer.Option(metavar="STYLE", help=f"Imaging style: {', '.join(STYLES)} ('lab2' is the 'other lab' look, 'wild' draws every look from wide ranges).")] = "lab1",
     size: Annotated[int, typer.Option(help="Frame size in pixels (square).")] = 256,
     fps: Annotated[float, typer.Option(help="Frame rate of the behaviour and the video (Hz).")] = DEFAULT_FPS,
+    roi: Annotated[bool, typer.Option("--roi", help="Add the ROI ground truth: known pupil and blinks, a lit iris, a moving treadmill (roi_* in the latents).")] = False,
 ) -> None:
     """Write a synthetic session: OUT video, OUT_FacemapPose.h5 ground truth, OUT_latents.npz behaviour."""
     check_session_args(frames, seed, style, size, fps)  # before the progress bar starts
@@ -29,7 +30,7 @@ def synth(
         raise JfacemapError(f"{out}: output must end in .mp4, .avi, .mkv or .mov")
     with progress_bar(frames, f"rendering {out.name}") as advance:
         files = save_synthetic_session(
-            out, n_frames=frames, seed=seed, style=style, size=size, fps=fps, on_progress=advance
+            out, n_frames=frames, seed=seed, style=style, size=size, fps=fps, on_progress=advance, roi=roi
         )
     typer.echo(f"video      {files.video}")
     typer.echo(f"keypoints  {files.keypoints}")

@@ -7,6 +7,9 @@
   never visible is left out, with a warning.
 - movie PCs: a `_svd.npz` written by `jfacemap svd`, or the original Facemap's
   `_proc.npy` (its full-frame `motSVD` / `movSVD`, read without running its pickle).
+- ROI measures: a `_roi.npz` written by `jfacemap roi` -> the traces it holds
+  (pupil area, x, y; blink; running dx, dy), then the motion PCs of each SVD
+  ROI; NaN pupil frames (blinks) filled by interpolation, as keypoint gaps.
 - any (time x features) array: `.npy`, or `.npz` with one 2-D array.
 
 Timestamps come from the caller (`times` or `fps`), never from a guessed ratio.
@@ -45,7 +48,7 @@ class UnusableBodypartWarning(UserWarning):
 @dataclass(frozen=True)
 class Behavior:
     """values: (T, D) float32; times: (T,) s; names: D column names; kind:
-    "keypoints", "motion_pcs", "movie_pcs" or "array"; source: the file."""
+    "keypoints", "motion_pcs", "movie_pcs", "roi" or "array"; source: the file."""
 
     values: np.ndarray
     times: np.ndarray
@@ -137,6 +140,31 @@ def _read_svd(p: Path, kind: str) -> tuple[np.ndarray, list[str]]:
     return pcs, [f"{kind}_pc{i}" for i in range(pcs.shape[1])]
 
 
+# `jfacemap roi` outputs used as behaviour: (key, column of a 2-D array or None, name)
+_ROI_TRACES = (("pupil_area", None, "pupil_area"), ("pupil_center", 0, "pupil_x"), ("pupil_center", 1, "pupil_y"),
+               ("blink", None, "blink"), ("running", 0, "running_dx"), ("running", 1, "running_dy"))
+
+
+def _read_roi(p: Path) -> tuple[np.ndarray, list[str]]:
+    columns, names = [], []
+    with np.load(p, allow_pickle=False) as z:
+        for key, col, name in _ROI_TRACES:
+            if key in z.files:
+                values = np.asarray(z[key], np.float64)
+                columns.append(values if col is None else values[:, col])
+                names.append(name)
+        for i in range(len(z["svd_roi"]) if "svd_roi" in z.files else 0):
+            pcs = np.asarray(z[f"svd{i}_motion_pcs"], np.float64) if f"svd{i}_motion_pcs" in z.files else None
+            if pcs is not None:
+                columns.extend(pcs.T)
+                names.extend(f"roi{i}_motion_pc{j}" for j in range(pcs.shape[1]))
+    if not columns:
+        raise BehaviorFileError(f"{p}: no ROI trace in it (pupil, blink, running or SVD ROI motion PCs)")
+    if len({len(c) for c in columns}) != 1:
+        raise BehaviorFileError(f"{p}: its traces differ in length")
+    return fill_gaps(np.stack(columns, axis=1), names, p), names
+
+
 def _read_array(p: Path) -> np.ndarray:
     loaded = np.load(p, allow_pickle=False)
     if isinstance(loaded, np.lib.npyio.NpzFile):
@@ -175,6 +203,9 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
             values, region = proc_pcs(load_proc(p), svd_kind, p)
             names = [f"{svd_kind}{'' if region == 0 else f'_roi{region}'}_pc{i}" for i in range(values.shape[1])]
             kind = f"{svd_kind}_pcs"
+        elif p.name.endswith("_roi.npz"):
+            values, names = _read_roi(p)
+            kind = "roi"
         elif suffix in (".npy", ".npz"):
             values = _read_array(p)
             if values.ndim != 2:
@@ -182,7 +213,7 @@ def read_behavior(path: str | os.PathLike, fps: float | None = None, times=None,
             names, kind = [f"feature{i}" for i in range(values.shape[1])], "array"
         else:
             raise BehaviorFileError(f"{p}: unknown behaviour file type {suffix or '(none)'}; expected a "
-                                    "_FacemapPose.h5, a DeepLabCut .csv/.h5, a _svd.npz, a Facemap _proc.npy or a .npy/.npz array")
+                                    "_FacemapPose.h5, a DeepLabCut .csv/.h5, a _svd.npz, a Facemap _proc.npy, a _roi.npz or a .npy/.npz array")
     except (OSError, EOFError) as error:
         raise BehaviorFileError(f"{p}: cannot read it ({error})") from error
     if kind != "keypoints" and not np.isfinite(values).all():

@@ -47,7 +47,8 @@ def load_features(path: Path, fps: Optional[float] = None) -> tuple[np.ndarray, 
     An encode output folder or its features.npz (`features` at `times`), another
     .npz with one 2-D array, a .npy (time x features), keypoints
     (`_FacemapPose.h5` / DeepLabCut .csv or .h5 -> x, y of each bodypart, gaps filled),
-    or the original Facemap's `_proc.npy` (its full-frame motion PCs).
+    the original Facemap's `_proc.npy` (its full-frame motion PCs), or the
+    traces of a `jfacemap roi` output (`_roi.npz`: pupil, blink, running, ROI motion PCs).
     fps: frame rate; default: from `times` when the file has them, else 50 Hz.
     """
     from jfacemap.io.behavior import read_behavior
@@ -71,6 +72,9 @@ def load_features(path: Path, fps: Optional[float] = None) -> tuple[np.ndarray, 
         if is_proc_path(p):
             beh = read_behavior(p, fps=fps or DEFAULT_FPS, svd_kind="motion")
             return beh.values, fps or DEFAULT_FPS, "motion PCs"
+        if p.name.endswith("_roi.npz"):
+            beh = read_behavior(p, fps=fps or DEFAULT_FPS)
+            return beh.values, fps or DEFAULT_FPS, "roi"
         if suffix == ".npz":
             x, times = _read_npz(p)
             kind = "deep features" if times is not None else "array"

@@ -6,6 +6,7 @@
     sim = simulate_neural(10_000, 3600.0, seed=0)  # neurons at 3 Hz driven by that behaviour
     files = save_synthetic_session("mouse.mp4", 1000, seed=0)   # video + ground truth + latents on disk
     sim = simulate_neural(2000, None, neural_fps=10.0, session=make_session(15000, seed=0))  # its own neurons
+    eye = make_session(1000, seed=3, roi=True); truth = eye.roi_truth()  # known pupil, blinks, treadmill (roi_scene)
 
 Keypoints are in pixels (x right, y down, pixel centres at integers), NaN with
 likelihood 0 where a part is out of frame or behind the paw.

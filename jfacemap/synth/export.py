@@ -50,6 +50,7 @@ def save_synthetic_session(
     fps: float = DEFAULT_FPS,
     chunk_size: int = RENDER_CHUNK,
     on_progress: Callable[[int], None] | None = None,
+    roi: bool = False,
 ) -> SessionFiles:
     """Render a synthetic session and write video, ground truth and latents.
 
@@ -59,10 +60,16 @@ def save_synthetic_session(
     bounded by `chunk_size` frames; the keypoints, (n_frames, 15, 3) float32,
     are kept whole (7 MB per hour at 50 Hz). `on_progress(n)` is called with
     the number of frames written in each chunk.
+
+    roi: render the ROI ground-truth scene (`make_session(roi=True)`) and add
+    its truth to the latents file under `roi_*` names: roi_pupil_area (T,)
+    px^2, roi_pupil_center (T, 2) x, y px, roi_pupil_diameter (T,) px,
+    roi_blink (T,), roi_blink_intervals (E, 2) frames, roi_running (T, 2)
+    dx, dy px/frame, roi_eye_box and roi_treadmill_box (x0, y0, x1, y1).
     """
     check_session_args(n_frames, seed, style, size, fps)
     video_path = Path(video_path)
-    session = make_session(n_frames, seed=seed, style=style, size=size, fps=fps)
+    session = make_session(n_frames, seed=seed, style=style, size=size, fps=fps, roi=roi)
     pose, latents_file = facemap_pose_path(video_path), latents_path(video_path)
     meta = {
         "seed": seed,
@@ -73,12 +80,15 @@ def save_synthetic_session(
         "bodyparts": list(session.bodyparts),
         "face_params": jsonable(session.params),
     }
+    truth = {f"roi_{k}": v for k, v in session.roi_truth().items()} if roi else {}
+    if roi:
+        meta["roi"] = True
     with contextlib.ExitStack() as pending:  # renames pose and latents after the video
         pose_tmp = pending.enter_context(atomic_path(pose))
         latents_tmp = pending.enter_context(atomic_path(latents_file))
         write_facemap_pose(pose_tmp, session.keypoints(0, n_frames), session.bodyparts, source=GROUND_TRUTH)
         with open(latents_tmp, "wb") as fh:
-            np.savez_compressed(fh, **session.latents.to_dict(), meta=json.dumps(meta))
+            np.savez_compressed(fh, **session.latents.to_dict(), **truth, meta=json.dumps(meta))
         with VideoWriter(video_path, fps=fps) as writer:
             for frames, _ in session.iter_chunks(chunk_size):
                 writer.write(frames)

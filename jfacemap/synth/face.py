@@ -39,9 +39,11 @@ def get_renderer(params: FaceParams) -> FaceRenderer:
 
 
 def render_frames(
-    params: FaceParams, latents: BehaviorLatents, start: int = 0, stop: int | None = None
+    params: FaceParams, latents: BehaviorLatents, start: int = 0, stop: int | None = None, iris: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames [start, stop) of the session driven by `latents`: (frames uint8, keypoints float32)."""
+    """Frames [start, stop) of the session driven by `latents`: (frames uint8, keypoints float32).
+
+    iris: grey levels added to the eyeball outside the pupil (0: the default dark eye)."""
     n_total = latents.n_frames
     stop = n_total if stop is None else stop
     if not 0 <= start <= stop <= n_total:
@@ -52,7 +54,7 @@ def render_frames(
     keypoints = np.empty((stop - start, 15, 3), np.float32)
     for a in range(start, stop, _BATCH):
         b = min(stop, a + _BATCH)
-        f, k = renderer.render(latents.slice(a, b), a)
+        f, k = renderer.render(latents.slice(a, b), a, iris)
         frames[a - start : b - start] = f
         keypoints[a - start : b - start] = k
     return frames, keypoints

@@ -150,7 +150,7 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ patches
 
-    def _draw_eye(self, canvas, lat: BehaviorLatents):
+    def _draw_eye(self, canvas, lat: BehaviorLatents, iris: float = 0.0):
         P, L, p = self.eye, self.L, self.p
         if P.empty:
             return
@@ -179,7 +179,10 @@ class FaceRenderer:
         pu, pv = col(lat.eye_x) * (0.35 * a), col(lat.eye_y) * (0.3 * b)
         rp = col(lat.pupil) * b
         dp = (np.sqrt((x - pu) ** 2 + (y - pv) ** 2) - rp) * self.px
-        ball = ball - 14.0 * np.clip(0.5 - dp / self.edge, 0.0, 1.0)
+        in_pupil = np.clip(0.5 - dp / self.edge, 0.0, 1.0)
+        ball = ball - 14.0 * in_pupil
+        if iris:  # opt-in (ROI ground truth): a lit iris around the pupil, as under IR
+            ball = ball + iris * (1.0 - in_pupil)
         sig = float(np.sqrt((0.11 * b) ** 2 + (0.5 * self.edge / self.px) ** 2))
         h1 = np.exp(-((x + 0.32 * a) ** 2 + (y + 0.3 * b) ** 2) * (0.5 / sig**2))
         h2 = np.exp(-((x + 0.05 * a) ** 2 + (y + 0.38 * b) ** 2) * (0.5 / (0.7 * sig) ** 2))
@@ -274,14 +277,18 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ frames
 
-    def render(self, lat: BehaviorLatents, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frames (B, H, W) uint8 and keypoints (B, 15, 3) for latents `lat` (frame `start` onward)."""
+    def render(self, lat: BehaviorLatents, start: int, iris: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Frames (B, H, W) uint8 and keypoints (B, 15, 3) for latents `lat` (frame `start` onward).
+
+        iris: grey levels added to the eyeball outside the pupil (0, the default, draws the
+        dark eye of every existing session; the ROI scenes of `roi_scene` light it).
+        """
         n = lat.n_frames
         size = self.size
         levels = g.quantise_whisk(lat.whisk_angle)
         canvas = np.empty((n, size, size), np.float32)
         canvas[:] = self.static
-        self._draw_eye(canvas, lat)
+        self._draw_eye(canvas, lat, iris)
         self._draw_snout(canvas, lat)
         self._draw_whiskers(canvas, levels)
         self._draw_paw(canvas, lat)

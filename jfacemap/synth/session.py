@@ -12,17 +12,23 @@ from jfacemap.errors import JfacemapError
 from jfacemap.skeleton import FACEMAP_BODYPARTS
 from jfacemap.synth.behavior import BehaviorLatents, simulate_behavior
 from jfacemap.synth.face import STYLES, FaceParams, get_renderer, render_frames, sample_face_params
+from jfacemap.synth.roi_scene import IRIS, RoiScene, apply_scene, draw_treadmill, make_scene, scene_truth
 
 RENDER_CHUNK = 250  # frames rendered (and written) at once: bounds a session's memory
 
 
 @dataclass(frozen=True)
 class SyntheticSession:
-    """`params` (who and how filmed), `latents` (what it does); frames are rendered on demand."""
+    """`params` (who and how filmed), `latents` (what it does); frames are rendered on demand.
+
+    scene: the opt-in ROI ground truth (lit iris, known pupil and blinks, a
+    treadmill); None renders the plain session.
+    """
 
     params: FaceParams
     latents: BehaviorLatents
     bodyparts: tuple[str, ...] = FACEMAP_BODYPARTS
+    scene: RoiScene | None = None
 
     @property
     def n_frames(self) -> int:
@@ -37,7 +43,17 @@ class SyntheticSession:
 
     def render(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frames [start, stop): ((B, H, W) uint8, (B, 15, 3) float32 x, y, likelihood)."""
-        return render_frames(self.params, self.latents, start, stop)
+        if self.scene is None:
+            return render_frames(self.params, self.latents, start, stop)
+        frames, keypoints = render_frames(self.params, self.latents, start, stop, iris=IRIS)
+        draw_treadmill(frames, self.scene, start)
+        return frames, keypoints
+
+    def roi_truth(self) -> dict[str, np.ndarray]:
+        """Ground truth of the ROI measures (`roi_scene.scene_truth`); needs a session made with roi=True."""
+        if self.scene is None:
+            raise JfacemapError("this session has no ROI scene: make it with roi=True")
+        return scene_truth(get_renderer(self.params), self.latents, self.scene)
 
     def keypoints(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Ground truth only (no pixels), (B, 15, 3): cheap."""
@@ -71,10 +87,19 @@ def check_session_args(n_frames: int, seed: int, style: str, size: int, fps: flo
 
 
 def make_session(
-    n_frames: int, seed: int = 0, style: str = "lab1", size: int = 256, fps: float = DEFAULT_FPS
+    n_frames: int, seed: int = 0, style: str = "lab1", size: int = 256, fps: float = DEFAULT_FPS,
+    roi: bool = False,
 ) -> SyntheticSession:
-    """A session of `n_frames` at `fps`: mouse, camera and behaviour all follow from `seed`."""
+    """A session of `n_frames` at `fps`: mouse, camera and behaviour all follow from `seed`.
+
+    roi: add the ROI ground-truth scene (`jfacemap.synth.roi_scene`): known
+    pupil and blinks, a lit iris and a moving treadmill. Off, the session is
+    exactly the one every earlier version rendered.
+    """
     check_session_args(n_frames, seed, style, size, fps)
     params = sample_face_params(seed, style=style, size=size)
     latents = simulate_behavior(n_frames, seed=seed, fps=fps)
-    return SyntheticSession(params=params, latents=latents)
+    if not roi:
+        return SyntheticSession(params=params, latents=latents)
+    scene = make_scene(n_frames, seed, size, fps)
+    return SyntheticSession(params=params, latents=apply_scene(latents, scene), scene=scene)
