@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from jfacemap.cli.app import app, main
 from jfacemap.encode.movie_pcs import MovieSVD, RegionPCs, binned_shape
 from jfacemap.encode.movie_pcs_store import save_movie_svd
+from jfacemap.errors import JfacemapError
 from jfacemap.io.behavior import read_behavior
 from jfacemap.io.facemap_proc import ProcFileError, load_proc
 from jfacemap.io.hmm_outputs import load_features
@@ -94,6 +95,34 @@ def test_export_proc_has_the_original_layout(tmp_path):
     # and it is behaviour input like the original's
     np.testing.assert_allclose(read_behavior(tmp_path / "out" / "mouse_proc.npy", fps=50).values,
                                result.full.motion_pcs, atol=1e-6)
+
+
+def test_export_proc_carries_the_roi_traces_beside_the_svd(tmp_path):
+    rng = np.random.default_rng(1)
+    centre = rng.uniform(3, 8, (T, 2))  # x, y frame px
+    angle = rng.uniform(-1, 1, T)
+    roi = {"pupil_area": rng.uniform(5, 9, T), "pupil_center": centre, "pupil_axes": rng.uniform(1, 4, (T, 2)),
+           "pupil_angle": angle, "pupil_roi": np.array([1, 2, 9, 10]), "blink": rng.uniform(0, 1, T),
+           "blink_roi": np.array([1, 2, 9, 10]), "running": rng.normal(0, 1, (T, 2)).astype(np.float32),
+           "running_roi": np.array([0, 0, 6, 5]), "n_frames": np.array(T)}
+    np.savez(tmp_path / "mouse_roi.npz", **roi)
+    svd_file = save_movie_svd(tmp_path / "mouse_svd.npz", synthetic_svd("/videos/mouse.mp4"))
+    proc = load_proc(export_proc(svd_file, tmp_path / "out"))
+    assert [r["rind"] for r in proc["rois"]] == [1, 0, 2, 3]  # the SVD ROI, then pupil, blink, running
+    [pupil], [blink], [running] = proc["pupil"], proc["blink"], proc["running"]
+    np.testing.assert_allclose(pupil["area"], roi["pupil_area"])
+    # the original's com is (y, x) within the ROI; its running traces (dy, dx)
+    np.testing.assert_allclose(pupil["com"], np.stack([centre[:, 1] - 2, centre[:, 0] - 1], 1))
+    np.testing.assert_allclose(pupil["axdir"][:, :, 0], np.stack([np.sin(angle), np.cos(angle)], 1))
+    np.testing.assert_allclose(blink, roi["blink"])
+    np.testing.assert_allclose(running, roi["running"][:, ::-1])
+    pupil_roi = proc["rois"][1]
+    np.testing.assert_array_equal(pupil_roi["yrange"], np.arange(2, 10))
+    np.testing.assert_array_equal(pupil_roi["xrange"], np.arange(1, 9))
+    # a _roi.npz of another length is refused
+    np.savez(tmp_path / "mouse_roi.npz", **(roi | {"n_frames": np.array(T + 1)}))
+    result = CliRunner().invoke(app, ["export", "proc", str(svd_file), "--out", str(tmp_path / "out2")])
+    assert isinstance(result.exception, JfacemapError) and "mouse_roi.npz: 11 frames" in str(result.exception)
 
 
 class _RunsCode:

@@ -3,7 +3,8 @@
     nwb       keypoints -> DIR/<stem>.nwb      (ndx-pose; extra `nwb`)
     dlc-h5    keypoints -> DIR/<stem>.h5       (DeepLabCut predictions, pandas table; extra `dlc`)
     dlc-csv   keypoints -> DIR/<stem>.csv      (DeepLabCut's 3 header rows)
-    proc      _svd.npz  -> DIR/<video>_proc.npy (the original Facemap's GUI file)
+    proc      _svd.npz  -> DIR/<video>_proc.npy (the original Facemap's GUI file), with the
+              pupil, blink and running traces of <video>_roi.npz beside it when there is one
 
 Keypoint inputs are any file jfacemap reads (`_FacemapPose.h5`, DeepLabCut
 .h5/.csv); <stem> is the input's name without `_FacemapPose`. The work is in
