@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import RESULTS, machine_info, print_table, write_results  # noqa: E402
+from jfacemap.roi.scores import roi_accuracy, trace_correlation  # noqa: E402
 from jfacemap.synth.export import save_synthetic_session  # noqa: E402
 
 # Runs in OUR environment. argv: video out.npz request.json
@@ -82,53 +83,19 @@ def run_script(python: Path, script: str, *args) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def event_scores(found: np.ndarray, true: np.ndarray) -> tuple[float, float]:
-    """(precision, recall): a found event counts when it overlaps a true one, a true one when found overlaps it."""
-    overlaps = lambda a, b: a[0] <= b[1] and b[0] <= a[1]  # noqa: E731
-    precision = float(np.mean([any(overlaps(f, t) for t in true) for f in found])) if len(found) else float("nan")
-    recall = float(np.mean([any(overlaps(f, t) for f in found) for t in true])) if len(true) else float("nan")
-    return precision, recall
-
-
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 and a[ok].std() > 0 and b[ok].std() > 0 else float("nan")
-
-
-def accuracy(ours: dict, truth: dict) -> dict:
-    area, true_area = ours["pupil_area"], truth["roi_pupil_area"]
-    both = np.isfinite(area) & np.isfinite(true_area)
-    centre_err = np.linalg.norm(ours["pupil_center"][both] - truth["roi_pupil_center"][both], axis=1)
-    open_eye = truth["roi_blink"] < 0.05
-    precision, recall = event_scores(ours["blink_events"], truth["roi_blink_intervals"])
-    run_err = np.abs(ours["running"][1:] - truth["roi_running"][1:])
-    return {
-        "pupil_area_r": corr(area, true_area),
-        "pupil_area_ratio_median": float(np.median(area[both] / true_area[both])),
-        "pupil_center_err_median_px": float(np.median(centre_err)),
-        "pupil_center_err_p95_px": float(np.percentile(centre_err, 95)),
-        "pupil_found_open_eye": float(np.isfinite(area[open_eye]).mean()),
-        "blink_events": int(len(ours["blink_events"])), "blink_true": int(len(truth["roi_blink_intervals"])),
-        "blink_precision": precision, "blink_recall": recall,
-        "running_err_median_dx": float(np.median(run_err[:, 0])),
-        "running_err_median_dy": float(np.median(run_err[:, 1])),
-        "running_err_p95": float(np.percentile(run_err, 95)),
-    }
-
-
 def agreement(ours: dict, theirs: dict, truth: dict) -> dict:
     """Pearson r, ours vs theirs, per trace; and theirs vs the truth. Their com is (row, col) in the ROI."""
     x0, y0 = truth["roi_eye_box"][:2]
     com = theirs["com"][:, ::-1] + np.array([x0, y0])
     run = theirs["running"][:, ::-1].astype(np.float64)  # theirs: (dy, dx)
     return {
-        "r_pupil_area": corr(ours["pupil_area"], theirs["area"]),
-        "r_pupil_x": corr(ours["pupil_center"][:, 0], com[:, 0]),
-        "r_pupil_y": corr(ours["pupil_center"][:, 1], com[:, 1]),
-        "r_blink": corr(ours["blink_raw"], theirs["blink"]),
-        "r_running_dx": corr(ours["running"][1:, 0], run[1:, 0]),
-        "r_running_dy": corr(ours["running"][1:, 1], run[1:, 1]),
-        "theirs_pupil_area_r_truth": corr(theirs["area"], truth["roi_pupil_area"]),
+        "r_pupil_area": trace_correlation(ours["pupil_area"], theirs["area"]),
+        "r_pupil_x": trace_correlation(ours["pupil_center"][:, 0], com[:, 0]),
+        "r_pupil_y": trace_correlation(ours["pupil_center"][:, 1], com[:, 1]),
+        "r_blink": trace_correlation(ours["blink_raw"], theirs["blink"]),
+        "r_running_dx": trace_correlation(ours["running"][1:, 0], run[1:, 0]),
+        "r_running_dy": trace_correlation(ours["running"][1:, 1], run[1:, 1]),
+        "theirs_pupil_area_r_truth": trace_correlation(theirs["area"], truth["roi_pupil_area"]),
         "theirs_running_err_median_dx": float(np.median(np.abs(run[1:, 0] - truth["roi_running"][1:, 0]))),
         "theirs_running_err_median_dy": float(np.median(np.abs(run[1:, 1] - truth["roi_running"][1:, 1]))),
     }
@@ -166,7 +133,7 @@ def main() -> None:
                     times["theirs"].append(run_script(python, THEIRS, files.video, out, json.dumps(spec))["seconds"])
             ours = dict(np.load(work / "ours.npz"))
             result = {"seed": seed, "frames": args.frames, "eye_box": eye, "treadmill_box": tread,
-                      "seconds_ours": statistics.median(times["ours"]), **accuracy(ours, truth)}
+                      "seconds_ours": statistics.median(times["ours"]), **roi_accuracy(ours, truth)}
             if python is not None:
                 theirs = dict(np.load(work / f"theirs_{seed}" / "theirs.npz"))
                 result["seconds_theirs"] = statistics.median(times["theirs"])

@@ -105,6 +105,11 @@ def test_demo_writes_report_and_figures(tmp_path):
     assert tracking["model"] == "base" and tracking["mean_px"] < 4.0, tracking
     # too short for the encoder's train/test segments: said, not failed
     assert "skipped: encoding needs at least" in report and "--frames" in report
+    # the ROI measures on a session with a known pupil and treadmill
+    roi = summary["roi"]
+    assert roi["pupil_area_r"] > 0.95 and roi["pupil_center_err_median_px"] < 1.0, roi
+    assert max(roi["running_err_median_dx"], roi["running_err_median_dy"]) < 0.1, roi
+    assert (out / "roi" / "roi_session_roi.npz").is_file() and (out / "roi_traces.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow

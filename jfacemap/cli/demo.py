@@ -323,7 +323,52 @@ def stage_chain(report: Report, ctx: DemoContext) -> None:
     report_hmm(report, ctx.out, chain.hmm, "encode/features.npz (tracked keypoints)")
 
 
-STAGES = [stage_session, stage_video_io, stage_chain]
+DEMO_ROI_FRAMES = 1500  # 30 s at 50 Hz: a few blinks, the pupil's slow changes, the treadmill's speed
+
+
+def stage_roi(report: Report, ctx: DemoContext) -> None:
+    """Facemap's ROI measures (`jfacemap roi`) on a short session of the same mouse with a known pupil,
+    blinks and a treadmill (`synth --roi`), scored against that truth."""
+    from jfacemap.io.atomic import write_npz_atomic
+    from jfacemap.roi.pipeline import RoiRequest, roi_path, roi_video
+    from jfacemap.roi.scores import roi_accuracy
+
+    n = min(DEMO_ROI_FRAMES, ctx.n_frames)
+    with progress_bar(n, "rendering the ROI session (pupil, blinks, treadmill)") as advance:
+        files = save_synthetic_session(ctx.out / "roi" / "roi_session.mp4", n_frames=n, seed=ctx.seed, fps=ctx.fps,
+                                       roi=True, on_progress=advance)
+    with np.load(files.latents) as z:
+        truth = {k: z[k] for k in z.files if k.startswith("roi_")}
+    eye, treadmill = (tuple(int(v) for v in truth[k]) for k in ("roi_eye_box", "roi_treadmill_box"))
+    start = time.perf_counter()
+    with progress_bar(n, "measuring pupil, blink, running") as advance:
+        arrays = roi_video(files.video, RoiRequest(pupil=eye, blink=eye, running=treadmill), on_progress=advance)
+    seconds = time.perf_counter() - start
+    write_npz_atomic(roi_path(files.video), video=str(files.video), **arrays)
+    acc = roi_accuracy(arrays, truth)
+    lines = [
+        f"session     roi/roi_session.mp4  ({n} frames, seed {ctx.seed}); outputs roi/roi_session_roi.npz "
+        f"({n / seconds:.0f} frames/s)",
+        f"ROIs        pupil and blink {eye}, running {treadmill} (x0, y0, x1, y1 px)",
+        f"pupil       area r = {acc['pupil_area_r']:.3f} with the true area; centre {acc['pupil_center_err_median_px']:.2f} px "
+        "median error",
+        f"blinks      {acc['blink_events']} found, {acc['blink_true']} true"
+        + (f"; precision {acc['blink_precision']:.2f}, recall {acc['blink_recall']:.2f}"
+           if acc["blink_events"] and acc["blink_true"] else ""),
+        f"running     {acc['running_err_median_dx']:.3f} / {acc['running_err_median_dy']:.3f} px/frame median error "
+        "(dx / dy)",
+    ]
+    report.section("ROI measures (pupil, blink, running)", lines, acc | {"frames": n, "seconds": seconds}, key="roi")
+    if have_matplotlib():
+        from jfacemap.figures.roi import plot_roi_traces
+
+        keypoints, bodyparts = read_facemap_pose(files.keypoints)
+        report.figure(plot_roi_traces(arrays, ctx.fps, ctx.out / "roi_traces.png", keypoints=keypoints,
+                                      bodyparts=list(bodyparts), truth={"pupil_area": truth["roi_pupil_area"],
+                                                                        "running": truth["roi_running"]}))
+
+
+STAGES = [stage_session, stage_video_io, stage_chain, stage_roi]
 DEMO_SEED = 1000  # the shipped tracker trained on seeds 0-39 and tested on 100000+ and 200000+
 DEMO_FRAMES = 15000  # 5 min at 50 Hz: ~430 test frames of neurons at 10 Hz after the 3 s gaps
 

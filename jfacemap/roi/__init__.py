@@ -6,6 +6,7 @@
   blink.py     blink trace (the eye's summed darkness) and blink events
   running.py   (dx, dy) between consecutive frames by phase correlation (jitted, sub-pixel)
   pipeline.py  a whole video: every ROI asked, chunk by chunk, resumable
+  scores.py    accuracy against a known truth (synthetic sessions)
 
     from jfacemap.roi import RoiRequest, measure_pupil, pupil_threshold, measure_running, roi_video
     threshold = pupil_threshold(sample_frames, box)
@@ -28,4 +29,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "eye_level": "blink", "blink_trace": "blink", "normalise_blink": "blink", "blink_events": "blink",
     "phase_shifts": "running", "measure_running": "running",
     "RoiRequest": "pipeline", "roi_video": "pipeline", "roi_path": "pipeline", "check_request": "pipeline",
+    "roi_accuracy": "scores",
 })
