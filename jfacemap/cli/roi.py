@@ -65,7 +65,7 @@ def roi(
             try:
                 check_box(box, info.height, info.width, "--svd-roi", min_side=max(4, bin_))
             except JfacemapError as err:
-                raise JfacemapError(f"{video}: {err}") from None
+                raise JfacemapError(f"{video}: {err}") from err
     for video, info, target in zip(videos, infos, targets):
         start = time.perf_counter()
         partial = target.with_name(target.name + ".partial")

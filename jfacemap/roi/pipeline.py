@@ -81,7 +81,7 @@ def check_request(video: str | os.PathLike, request: RoiRequest, height: int, wi
         try:
             boxes[kind] = check_box(getattr(request, kind), height, width, what=f"{kind} ROI")
         except RoiError as err:
-            raise RoiError(f"{video}: {err}") from None
+            raise RoiError(f"{video}: {err}") from err
     return dataclasses.replace(request, **boxes)
 
 
