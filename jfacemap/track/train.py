@@ -123,7 +123,12 @@ class TrainRecipe:
 
     def to_dict(self) -> dict:
         """JSON-ready description (for checkpoints and model.json)."""
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        # Options added after checkpoints were carried between sessions are left out at their
+        # default, so that those checkpoints still resume (their recipe must match).
+        if not out["augment"]["swap_pairs"]:
+            del out["augment"]["swap_pairs"]
+        return out
 
 
 RECIPES: dict[str, TrainRecipe] = {
