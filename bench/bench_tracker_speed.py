@@ -174,6 +174,14 @@ for line in sys.stdin:
             for _ in range(cmd["calls"]):
                 call(imall)
             answer({"seconds": time.perf_counter() - t0})
+        elif op == "each":  # per-call seconds (bench/bench_live.py: latency percentiles)
+            imall = np.ascontiguousarray(frames[: cmd["batch"]])
+            each = []
+            for _ in range(cmd["calls"]):
+                t0 = time.perf_counter()
+                call(imall)
+                each.append(time.perf_counter() - t0)
+            answer({"each": each})
         elif op == "keypoints":
             answer({"keypoints": call(np.ascontiguousarray(frames[: cmd["batch"]])).numpy().tolist()})
         else:

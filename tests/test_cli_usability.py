@@ -19,7 +19,7 @@ from jfacemap.cli.track import VIDEO_SUFFIXES, expand_videos
 from jfacemap.errors import JfacemapError
 
 COMMANDS = ("demo", "synth", "info", "track", "train", "finetune", "evaluate", "encode", "svd", "timescales", "hmm",
-            "refine", "export", "roi")
+            "refine", "export", "roi", "live")
 # typer's raw type labels and required-argument braces; any mention of the unshipped SPEC document.
 UNCLEAN = re.compile(r"<(bool|int|float|str|path|list\[[^>]*\]|int,[^>]*)>|\{[a-z_]+\}|SPEC", re.IGNORECASE)
 

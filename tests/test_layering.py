@@ -7,8 +7,10 @@ Layers, bottom to top (a unit may import units of lower layers only):
   1  synth, track, encode,   the stages; they do not import each other (none does today). roi (pupil, blink,
      roi                     running of video rectangles) needs only io; its SVD of ROIs is encode's streamed
                              SVD, which the `roi` command (cli) calls, so roi stays beside encode, not above it
-  2  figures, refine, chain  figures draw results; refine is the labelling app over track; `jfacemap.chain` runs
-                            the stages as one call (video -> keypoints -> encoder -> HMM); none imports another
+  2  figures, refine, chain, figures draw results; refine is the labelling app over track; `jfacemap.chain` runs
+     live                   the stages as one call (video -> keypoints -> encoder -> HMM); live tracks frames as
+                            they arrive through track's compiled predictor (imports track, io, nets only); none
+                            imports another
   3  cli                     the commands: may import anything; only the console entry imports it
 Every unit may also import the top-level leaf modules: the package root (its `__init__` holds constants such
 as DEFAULT_TRACKER), `jfacemap.skeleton`, `jfacemap.errors`, `jfacemap.exports` (lazy public names of a
@@ -28,7 +30,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jfacemap"
 
-LAYERS = [{"io", "nets", "hmm"}, {"synth", "track", "encode", "roi"}, {"figures", "refine", "jfacemap.chain"}, {"cli"}]
+LAYERS = [{"io", "nets", "hmm"}, {"synth", "track", "encode", "roi"},
+          {"figures", "refine", "jfacemap.chain", "live"}, {"cli"}]
 LEAF_MODULES = {"jfacemap", "jfacemap.skeleton", "jfacemap.errors", "jfacemap.exports", "jfacemap.series"}
 # Modules outside cli that may import it: the console entry (`python -m jfacemap`), if there is one.
 CLI_ENTRY_POINTS = {"jfacemap.__main__"}

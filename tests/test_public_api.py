@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-PACKAGES = ["jfacemap.track", "jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.synth", "jfacemap.roi"]
+PACKAGES = ["jfacemap.track", "jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.synth", "jfacemap.roi",
+            "jfacemap.live"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -38,7 +39,7 @@ def test_the_main_functions_say_their_shapes():
         assert len(annotated) >= 2, f"{fn.__name__}: parameters without types"
 
 
-@pytest.mark.parametrize("package", ["jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.roi"])
+@pytest.mark.parametrize("package", ["jfacemap.encode", "jfacemap.hmm", "jfacemap.io", "jfacemap.roi", "jfacemap.live"])
 def test_importing_a_stage_package_is_light(package):
     code = f"import sys, {package}; print('jax' in sys.modules, 'h5py' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

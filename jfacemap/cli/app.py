@@ -19,7 +19,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 import jfacemap
 from jfacemap.cli import demo, info, synth
-from jfacemap.cli import encode, export, hmm, refine, roi, svd, timescales, track, train
+from jfacemap.cli import encode, export, hmm, live, refine, roi, svd, timescales, track, train
 from jfacemap.errors import JfacemapError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -33,6 +33,7 @@ RESUME_HINTS = {
 RESUME_HINTS["finetune"] = RESUME_HINTS["train"]
 RESUME_HINTS["roi"] = ("the traces measured so far are saved (in <video>_roi.npz.partial): "
                        "rerun the same command to resume from there")
+RESUME_HINTS["live"] = "the keypoints tracked so far are in the h5 log"
 
 _METAVARS = {int: "INTEGER", float: "NUMBER", str: "TEXT", Path: "PATH"}
 
@@ -123,7 +124,7 @@ for _name, _function in (("demo", demo.demo), ("synth", synth.synth), ("info", i
                          ("train", train.train), ("finetune", train.finetune), ("evaluate", train.evaluate),
                          ("encode", encode.encode), ("svd", svd.svd), ("timescales", timescales.timescales),
                          ("hmm", hmm.hmm), ("refine", refine.refine), ("export", export.export),
-                         ("roi", roi.roi)):
+                         ("roi", roi.roi), ("live", live.live)):
     app.command(_name, cls=PlainCommand, context_settings=CONTEXT)(_function)
 
 

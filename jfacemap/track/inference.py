@@ -8,6 +8,11 @@ preprocess (per-frame percentile normalisation, crop, pad, resize) ->
 network in eval mode (by default its exact inference rewrite, fast_inference.py)
 -> argmax + offset decoding -> back to frame pixels,
 all inside one XLA program, so nothing waits on Python between stages.
+
+With more than one local device (GPUs, TPU cores, or forced CPU devices) a
+batch is split across all of them (data parallel, `jax.sharding`): the
+weights are replicated, every device tracks B / n frames, and the keypoints
+equal a one-device run (each frame's result depends on that frame alone).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jfacemap.nets.unet import FacemapUNet
 from jfacemap.track.decode import SIGMA, decode_heatmaps
@@ -37,13 +43,32 @@ class PredictFn:
 
     Call with (B, H, W) frames (uint8 or float; any B, each new B compiles
     once) -> (B, K, 3) float32 x, y in frame pixels and likelihood.
+    `n_devices`: how many devices share each batch.
     """
 
-    def __init__(self, fn: Callable, state, geometry: CropGeometry):
-        self._fn, self._state, self.geometry = fn, state, geometry
+    def __init__(self, fn: Callable, state, geometry: CropGeometry, n_devices: int = 1):
+        self._fn, self._state, self.geometry, self.n_devices = fn, state, geometry, n_devices
 
     def __call__(self, frames: jax.Array) -> jax.Array:
+        n = len(frames)
+        pad = -n % self.n_devices
+        if pad:  # each device takes an equal share: pad with copies of the last frame, drop their rows
+            xp = np if isinstance(frames, np.ndarray) else jnp
+            frames = xp.concatenate([frames, xp.repeat(frames[-1:], pad, axis=0)])
+            return self._fn(self._state, frames)[:n]
         return self._fn(self._state, frames)
+
+    def compiled(self, frames_shape: Sequence[int], dtype=np.uint8) -> Callable[[np.ndarray], jax.Array]:
+        """The same function compiled now, ahead of time, for frames of exactly `frames_shape`
+        (B, H, W) and `dtype`: calling it never traces or compiles (a live tracker's first real frame
+        must not wait for XLA); other shapes or dtypes raise TypeError. B must be a multiple of
+        `n_devices`."""
+        if frames_shape[0] % self.n_devices:
+            raise ValueError(f"batch {frames_shape[0]} is not a multiple of the {self.n_devices} devices")
+        spec = jax.ShapeDtypeStruct(tuple(int(n) for n in frames_shape), np.dtype(dtype))
+        run = self._fn.lower(self._state, spec).compile()
+        state = self._state
+        return lambda frames: run(state, frames)
 
 
 def make_predict_fn(
@@ -56,6 +81,7 @@ def make_predict_fn(
     high: float = 99.0,
     fast: bool | None = None,
     compiler_options: dict | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> PredictFn:
     """Build the tracking function for frames of `frame_shape` (H, W).
 
@@ -68,6 +94,7 @@ def make_predict_fn(
       the model allows it (grayscale, 3x3 kernels). False runs the Flax
       module itself.
     compiler_options: XLA options for the jit (e.g. fast_inference.EIGEN_CONV_OPTIONS).
+    devices: the devices that share each batch (data parallel); default: every local device.
     """
     expected = tuple(int(n) for n in frame_shape)[-2:]
     geom = crop_geometry(expected, bbox, NET_SIZE)
@@ -96,6 +123,16 @@ def make_predict_fn(
         xy = keypoints_to_frame(kp[..., :2], geom)
         return jnp.concatenate([xy, kp[..., 2:]], axis=-1)
 
+    devices = list(jax.local_devices() if devices is None else devices)
+    if len(devices) > 1:
+        mesh = Mesh(np.array(devices), ("batch",))
+        whole, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
+        state = jax.device_put(state, whole)  # the weights on every device
+        fn = jax.jit(predict, in_shardings=(whole, split), out_shardings=split,
+                     compiler_options=compiler_options or None)
+        return PredictFn(fn, state, geom, len(devices))
+    if devices[0] != jax.local_devices()[0]:
+        state = jax.device_put(state, devices[0])  # committed weights take the computation there
     return PredictFn(jax.jit(predict, compiler_options=compiler_options or None), state, geom)
 
 
