@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import math
 import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
 from jfacemap import DEFAULT_CHUNK, DEFAULT_TRACKER
@@ -54,20 +52,6 @@ def expand_videos(inputs: list[Path]) -> list[Path]:
     return found
 
 
-def _filter(fractions: dict):
-    """postprocess hook: outlier filtering (`filter_keypoints`); records what it flagged."""
-    from jfacemap.track.filter import filter_keypoints
-
-    def run(keypoints: np.ndarray, fps: float) -> np.ndarray:
-        if not (fps > 0 and math.isfinite(fps)):
-            raise JfacemapError("the video has no frame rate, which --filter needs")
-        filtered, report = filter_keypoints(keypoints, fps)
-        fractions.update(report.fractions)
-        return filtered
-
-    return run
-
-
 def track(
     videos: Annotated[list[Path], typer.Argument(
         metavar="VIDEO...", help="Video files, folders (every video in them) or glob patterns such as 'data/*.mp4'.")],
@@ -83,8 +67,13 @@ def track(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its .partial file.")] = True,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="With several videos: report a video that cannot be "
                                                                    "tracked in one line, skip it and go on (exit status 1 at the end).")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="WHERE", help=(
+        "Track the videos in parallel on Dask distributed, one task per video: 'local:N' starts N worker "
+        "processes here; 'tcp://HOST:PORT' joins a running scheduler (e.g. one started in a SLURM job). "
+        "Needs pip install \"jfacemap[cluster]\". A video that fails there is listed in the closing summary."))] = None,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
+    from jfacemap.track.filter import filter_hook
     from jfacemap.track.model_store import load_tracker
     from jfacemap.track.predict import output_paths, partial_path, refuse_to_overwrite_ground_truth, track_videos
     from jfacemap.track.preprocess import crop_geometry
@@ -93,6 +82,11 @@ def track(
         raise JfacemapError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
     if out is not None and out.exists() and not out.is_dir():
         raise JfacemapError(f"{out}: --out must be a folder")
+    if cluster is not None:  # a bad spec or a missing extra fails before any video is read
+        from jfacemap.track.cluster import parse_cluster, require_distributed
+
+        parse_cluster(cluster)
+        require_distributed()
     videos = list({video.resolve(): video for video in expand_videos(videos)}.values())  # named twice: tracked once
     targets = dict(zip(videos, output_paths(videos, out)))  # two videos of one name into one folder: refuse
     infos: dict = {}
@@ -123,6 +117,10 @@ def track(
                 raise JfacemapError(f"{video}: {err}") from err
 
         videos = _passing(videos, croppable, keep_going, skip)
+        if cluster is not None:
+            _on_cluster(cluster, videos, model, out, csv, filter_, failed,
+                        {"bbox": box, "batch_size": batch_size, "chunk_size": chunk_size, "resume": resume})
+            videos = []  # tracked there
 
         @contextlib.contextmanager
         def one_video(video: Path, target: Path):
@@ -131,17 +129,47 @@ def track(
             started = time.perf_counter()
             with progress_bar(infos[video].n_frames, f"{'resuming' if resumed else 'tracking'} {video.name}") as advance:
                 yield {"on_progress": advance, "on_resume": advance.skip,
-                       "postprocess": _filter(fractions) if filter_ else None}
+                       "postprocess": filter_hook(fractions) if filter_ else None}
             _report(advance.done - advance.skipped, advance.skipped, time.perf_counter() - started, target, csv,
                     fractions if filter_ else None)
 
         track_videos(videos, net, bodyparts, out, csv, keep_going=keep_going,
                      on_error=skip, per_video=one_video, bbox=box, batch_size=batch_size, chunk_size=chunk_size,
                      resume=resume, on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
-    if len(targets) > 1 or failed:
+    if cluster is None and (len(targets) > 1 or failed):
         typer.echo(f"{len(targets) - len(failed)} of {len(targets)} videos tracked, {len(failed)} failed")
     if failed:
         raise typer.Exit(code=1)
+
+
+def _on_cluster(spec: str, videos: list[Path], model: str, out: Optional[Path], csv: bool, filter_: bool,
+                failed: list[Path], options: dict) -> None:
+    """Track `videos` on the Dask cluster `spec` (one line per video as it finishes), then print the summary."""
+    from jfacemap.track.cluster import ClusterSummary, open_client, track_on_cluster
+
+    def one(result) -> None:
+        if result.error is not None:
+            named = result.video.name in result.error  # user errors name their video already
+            typer.echo(f"jfacemap: error: {'' if named else result.video.name + ': '}{result.error}", err=True)
+            failed.append(result.video)
+            return
+        for message in result.warnings:
+            typer.echo(f"warning: {message}", err=True)
+        before = f", {result.resumed} from the interrupted run" if result.resumed else ""
+        typer.echo(f"tracked {result.video.name}: {result.frames} frames in {result.seconds:.1f} s on "
+                   f"{result.worker}{before}")
+        if result.fractions is not None:
+            typer.echo(f"filtered   {', '.join(f'{k} {100 * v:.3f}%' for k, v in result.fractions.items())}")
+
+    refused = len(failed)  # by the checks before the cluster (their errors are printed already)
+    summary = ClusterSummary()
+    if videos:
+        with open_client(spec) as client:
+            typer.echo(f"cluster    {client.scheduler.address}: {len(client.nthreads())} workers, "
+                       f"{len(videos)} video{'s' if len(videos) != 1 else ''}", err=True)
+            summary = track_on_cluster(client, videos, model, out, csv, filter_=filter_, on_result=one, **options)
+    for line in summary.lines(refused):
+        typer.echo(line)
 
 
 def _passing(videos: list[Path], test, keep_going: bool, skip) -> list[Path]:

@@ -5,6 +5,7 @@
   fast_inference.py  the network rewritten for inference (exact, faster)
   inference.py       the whole chain as one jitted function
   predict.py         videos -> keypoint files: chunked, overlapped, resumable
+  cluster.py         many videos on Dask distributed, one task per video (the `cluster` extra)
   augment.py         training augmentation (jitted, per-sample random boxes)
   train.py           loss, optax step, base / finetune recipes, evaluation
   model_store.py     model folders (orbax + model.json), names, original .pt files

@@ -26,15 +26,18 @@ the edges); a keypoint with no valid point stays NaN.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage, signal
 
+from jfacemap.errors import JfacemapError
+
 __all__ = [
     "OutlierReport", "outlier_report", "detect_outliers", "fill_outliers",
-    "filter_keypoints", "nan_median_filter", "window_frames",
+    "filter_keypoints", "filter_hook", "nan_median_filter", "window_frames",
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # bounds the slow nan-median path to ~32 MB per chunk
@@ -251,3 +254,19 @@ def filter_keypoints(
     """Detect (keyword arguments of `outlier_report`) and fill -> (float32 (T, K, 3), report)."""
     report = outlier_report(keypoints, fps, **kwargs)
     return fill_outliers(keypoints, report.mask, fps, median_window_ms), report
+
+
+def filter_hook(fractions: dict):
+    """A `track_video` postprocess: fn(keypoints, fps) -> `filter_keypoints(keypoints, fps)`'s keypoints.
+
+    It stores the fraction of frames flagged per outlier kind in `fractions`; a
+    video without a frame rate is a JfacemapError (the windows are in seconds).
+    """
+    def run(keypoints: np.ndarray, fps: float) -> np.ndarray:
+        if not (fps > 0 and math.isfinite(fps)):
+            raise JfacemapError("the video has no frame rate, which --filter needs")
+        filtered, report = filter_keypoints(keypoints, fps)
+        fractions.update(report.fractions)
+        return filtered
+
+    return run
