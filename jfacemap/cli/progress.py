@@ -101,3 +101,18 @@ def _is_tty(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # a closed or unusual stream: no bar
         return False
+
+
+def phase_bars(bars: contextlib.ExitStack, totals: dict[str, tuple[int, str]]):
+    """on_progress(phase, n) for work in phases (e.g. the SVD's "sample" then "project"): each phase
+    gets its own bar, (total, label) from `totals`, opened in `bars` when the phase starts."""
+    shown: dict = {}
+
+    def advance(phase: str, n: int) -> None:
+        if phase not in shown:  # a new phase: end the last bar, start its own
+            bars.close()
+            shown.clear()
+            shown[phase] = bars.enter_context(progress_bar(*totals[phase]))
+        shown[phase](n)
+
+    return advance

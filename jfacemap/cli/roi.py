@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jfacemap.cli.progress import progress_bar
+from jfacemap.cli.progress import phase_bars, progress_bar
 from jfacemap.errors import JfacemapError
 
 # Heavy modules (JAX) are imported inside the command so `jfacemap --help` stays quick.
@@ -92,15 +92,7 @@ def _svd(video: Path, n_frames: int, boxes: list, components: int, bin_: int) ->
     totals = {"sample": (len(starts) * size, f"sampling {video.name}"), "project": (n_frames, f"projecting {video.name}")}
     with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as bars:
         warnings.simplefilter("always", UserWarning)
-        shown = {}
-
-        def advance(phase: str, n: int) -> None:
-            if phase not in shown:  # a new phase: end the last bar, start its own
-                bars.close()
-                shown.clear()
-                shown[phase] = bars.enter_context(progress_bar(*totals[phase]))
-            shown[phase](n)
-
+        advance = phase_bars(bars, totals)
         result = movie_svd(video, components, bin_, [(x0, x1, y0, y1) for x0, y0, x1, y1 in boxes], on_progress=advance)
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)

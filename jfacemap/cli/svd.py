@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jfacemap.cli.progress import progress_bar
+from jfacemap.cli.progress import phase_bars
 from jfacemap.errors import JfacemapError
 from jfacemap.io.video import video_info
 
@@ -75,15 +75,8 @@ def svd(
                   "project": (info.n_frames, f"projecting {video.name}")}
         with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as bars:
             warnings.simplefilter("always", UserWarning)
-            shown = {"sample": bars.enter_context(progress_bar(*totals["sample"]))}
-
-            def advance(phase: str, n: int) -> None:
-                if phase not in shown:  # the next phase: end the last bar, start its own
-                    bars.close()
-                    shown.clear()
-                    shown[phase] = bars.enter_context(progress_bar(*totals[phase]))
-                shown[phase](n)
-
+            advance = phase_bars(bars, totals)
+            advance("sample", 0)  # the bar shows before the first sampled frame
             result = movie_svd(video, components, bin_, rois, movie=not no_movie, motion=not no_motion,
                                on_progress=advance)
         for warning in caught:
