@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 import warnings
 from pathlib import Path
@@ -19,15 +18,10 @@ from jfacemap.io.video import video_info
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
-    """'X0,X1,Y0,Y1' (commas and/or spaces) -> four ints; JfacemapError naming the text otherwise."""
-    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise JfacemapError(f"--roi {text!r}: need four integers X0,X1,Y0,Y1 (frame pixels)")
-    return values  # type: ignore[return-value]
+    """'X0,X1,Y0,Y1' (commas and/or spaces; the svd command's order) -> four ints; one-line error otherwise."""
+    from jfacemap.roi.box import parse_box
+
+    return parse_box(text, "--roi", fields="X0,X1,Y0,Y1")
 
 
 def svd_path(video: Path, out: Path | None) -> Path:

@@ -23,15 +23,16 @@ class RoiError(JfacemapError):
     """An ROI that cannot be measured (outside the frame, empty, too small, malformed)."""
 
 
-def parse_box(text: str, what: str = "ROI") -> Box:
-    """'X0,Y0,X1,Y1' (commas and/or spaces) -> four ints; RoiError naming `what` and the text otherwise."""
+def parse_box(text: str, what: str = "ROI", fields: str = "X0,Y0,X1,Y1") -> Box:
+    """'X0,Y0,X1,Y1' (commas and/or spaces; `fields` names the order) -> four ints; RoiError naming
+    `what` and the text otherwise."""
     parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
     if len(values) != 4:
-        raise RoiError(f"{what} {text!r}: need four integers X0,Y0,X1,Y1 (frame pixels, ends exclusive)")
+        raise RoiError(f"{what} {text!r}: need four integers {fields} (frame pixels, ends exclusive)")
     return values  # type: ignore[return-value]
 
 
