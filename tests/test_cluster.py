@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jfacemap.errors import JfacemapError
-from jfacemap.track.cluster import ClusterError, parse_cluster
+from jfacemap.cluster import ClusterError, parse_cluster
 
 N_VIDEOS = 4
 N_FRAMES = 24
@@ -42,7 +42,7 @@ def test_parse_cluster():
 
 
 def test_missing_extra_names_the_install(monkeypatch):
-    from jfacemap.track.cluster import require_distributed
+    from jfacemap.cluster import require_distributed
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     with pytest.raises(ClusterError, match=r'pip install "jfacemap\[cluster\]"'):
@@ -51,7 +51,7 @@ def test_missing_extra_names_the_install(monkeypatch):
 
 def test_unreachable_scheduler_is_one_line():
     pytest.importorskip("distributed")
-    from jfacemap.track.cluster import open_client
+    from jfacemap.cluster import open_client
 
     with pytest.raises(ClusterError, match=r"^--cluster tcp://127\.0\.0\.1:9: cannot reach a Dask scheduler there"):
         with open_client("tcp://127.0.0.1:9", timeout_s=0.5):
@@ -124,7 +124,7 @@ def test_bad_cluster_is_one_line(tmp_path, capsys):
 def client(compile_env):
     """A LocalCluster of 2 workers shared by the tests below (starting one costs ~10 s here)."""
     pytest.importorskip("distributed")  # the `test` extra installs it; a bare checkout skips
-    from jfacemap.track.cluster import open_client
+    from jfacemap.cluster import open_client
 
     with open_client("local:2") as client:
         yield client
@@ -145,6 +145,51 @@ def test_cli_joins_a_running_scheduler_and_matches_serial(archive, client):
     assert sum(line.startswith("tracked mouse") for line in lines) == N_VIDEOS  # one line per video as it ends
     assert lines[-1].startswith(f"{N_VIDEOS} of {N_VIDEOS} videos tracked, 0 failed")
     assert len(client.nthreads()) == 2  # joined, not replaced: the workers still run
+
+
+@pytest.mark.parametrize("command", [
+    ["svd", "-n", "5", "--roi", "8,40,8,40"],
+    ["roi", "--running", "0,32,32,64", "--blink", "8,8,40,40", "--svd-roi", "16,16,48,48", "-n", "4"],
+])
+def test_svd_and_roi_on_the_cluster_write_the_serial_files(archive, client, tmp_path, command):
+    from typer.testing import CliRunner
+
+    from jfacemap.cli.app import app
+
+    clips = sorted((archive / "clips").glob("*.mkv"))[:3]
+    runs = {}
+    for how, extra in (("serial", []), ("cluster", ["--cluster", client.scheduler.address])):
+        result = CliRunner().invoke(app, [*command, *map(str, clips), "--out", str(tmp_path / how), *extra])
+        assert result.exit_code == 0, result.output
+        runs[how] = result.output.strip().splitlines()
+    suffix = f"_{command[0]}.npz"
+    for clip in clips:
+        with np.load(tmp_path / "serial" / (clip.stem + suffix)) as a, \
+                np.load(tmp_path / "cluster" / (clip.stem + suffix)) as b:
+            assert sorted(a.files) == sorted(b.files) and len(a.files) > 3
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{clip.name}: {key}")
+    assert sum(line.startswith("done mouse") for line in runs["cluster"]) == len(clips)
+    assert runs["cluster"][-1].startswith(f"{len(clips)} of {len(clips)} videos done, 0 failed; "
+                                          f"{len(clips) * N_FRAMES} frames in ")
+    assert not list((tmp_path / "cluster").glob("*.partial"))
+
+
+def test_a_bad_video_fails_alone_in_svd_on_the_cluster(archive, client, tmp_path):
+    """The command refuses an unreadable file before the cluster; its per-video work, sent there, fails alone."""
+    from jfacemap.cli.svd import svd_one_video
+    from jfacemap.cluster import run_on_cluster
+    from jfacemap.encode.movie_pcs_store import load_movie_svd
+
+    bad = tmp_path / "broken.mkv"
+    bad.write_bytes(b"not a video" * 100)
+    clip = sorted((archive / "clips").glob("*.mkv"))[0]
+    work = functools.partial(svd_one_video, components=3, bin_=1, rois=(), movie=True, motion=True, out=tmp_path)
+    summary = run_on_cluster(client, work, [bad, clip])
+    assert [r.video.name for r in summary.done] == [clip.name] and summary.done[0].frames == N_FRAMES
+    [failed] = summary.failed
+    assert "broken.mkv" in failed.error and "\n" not in failed.error
+    assert load_movie_svd(tmp_path / f"{clip.stem}_svd.npz").full.movie_masks.shape[0] == 3
 
 
 @pytest.mark.slow  # starts its own cluster (~25 s); the joined test above covers the same path
@@ -183,7 +228,7 @@ def test_killed_worker_is_retried_and_resumes(archive, client):
     assert victim.resumed == CHUNK and victim.frames == N_FRAMES - CHUNK  # went on from the dead run's partial
     assert summary.frames == N_VIDEOS * N_FRAMES - CHUNK
     # Workers keep the model between runs: only the process started in the dead one's place loads it.
-    assert sum(r.model_loaded for r in summary.results) <= 1
+    assert sum(r.extra["model_loaded"] for r in summary.results) <= 1
     assert_same_outputs(archive, out)
 
 

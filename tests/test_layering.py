@@ -3,7 +3,8 @@ must go down the layers, never up or sideways. A new edge that breaks a rule fai
 exception below that the code no longer needs (delete it from the list).
 
 Layers, bottom to top (a unit may import units of lower layers only):
-  0  io, nets, hmm           files, networks, state models: they import nothing else from jfacemap
+  0  io, nets, hmm,          files, networks, state models, and `jfacemap.cluster` (runs one task per video on
+     jfacemap.cluster        Dask; the work comes from above as a function): they import nothing else from jfacemap
   1  synth, track, encode,   the stages; they do not import each other (none does today). roi (pupil, blink,
      roi                     running of video rectangles) needs only io; its SVD of ROIs is encode's streamed
                              SVD, which the `roi` command (cli) calls, so roi stays beside encode, not above it
@@ -30,7 +31,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jfacemap"
 
-LAYERS = [{"io", "nets", "hmm"}, {"synth", "track", "encode", "roi"},
+LAYERS = [{"io", "nets", "hmm", "jfacemap.cluster"}, {"synth", "track", "encode", "roi"},
           {"figures", "refine", "jfacemap.chain", "live"}, {"cli"}]
 LEAF_MODULES = {"jfacemap", "jfacemap.skeleton", "jfacemap.errors", "jfacemap.exports", "jfacemap.series"}
 # Modules outside cli that may import it: the console entry (`python -m jfacemap`), if there is one.
@@ -43,6 +44,7 @@ KNOWN_UNIT_EXCEPTIONS: dict[tuple[str, str], str] = {}
 CLI_HELPERS = {
     "jfacemap.cli.progress": "progress bars on stderr, shared by every long command",
     "jfacemap.cli.report": "the demo's report writer (text + summary.json), a helper of `demo`",
+    "jfacemap.cli.cluster": "the --cluster option of track, svd and roi, and the lines a cluster run prints",
 }
 KNOWN_CLI_EXCEPTIONS: dict[tuple[str, str], str] = {}
 

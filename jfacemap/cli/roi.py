@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, run_cluster_command
 from jfacemap.cli.progress import phase_bars, progress_bar
 from jfacemap.errors import JfacemapError
 
@@ -32,15 +34,15 @@ def roi(
     components: Annotated[int, typer.Option("--components", "-n", help="PCs to keep per --svd-roi and kind.")] = 500,
     bin_: Annotated[int, typer.Option("--bin", help="Spatial binning of the --svd-roi PCs.")] = 1,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore a partial result of an earlier run.")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="WHERE", help=CLUSTER_HELP)] = None,
 ) -> None:
     """Pupil, blink, running and ROI SVD of each VIDEO; writes <video>_roi.npz.
 
     Resumable: rerun the same command after an interruption (traces kept in <video>_roi.npz.partial).
     """
-    from jfacemap.io.atomic import write_npz_atomic
     from jfacemap.io.video import video_info
     from jfacemap.roi.box import check_box, parse_box
-    from jfacemap.roi.pipeline import RoiRequest, check_request, roi_path, roi_video
+    from jfacemap.roi.pipeline import RoiRequest, check_request, roi_path
     from jfacemap.roi.pupil import PupilSettings
 
     boxes = {k: parse_box(v, f"--{k}") for k, v in (("pupil", pupil), ("blink", blink), ("running", running)) if v}
@@ -51,6 +53,7 @@ def roi(
         raise JfacemapError(f"--components and --bin must be >= 1, got {components}, {bin_}")
     if out is not None and out.exists() and not out.is_dir():
         raise JfacemapError(f"{out}: --out must be a folder")
+    check_cluster(cluster)
     request = RoiRequest(**boxes, pupil_settings=PupilSettings(bright=bright_pupil, offset=pupil_offset),
                          blink_threshold=blink_threshold)
     videos = list({video.resolve(): video for video in videos}.values())
@@ -66,39 +69,73 @@ def roi(
                 check_box(box, info.height, info.width, "--svd-roi", min_side=max(4, bin_))
             except JfacemapError as err:
                 raise JfacemapError(f"{video}: {err}") from err
-    for video, info, target in zip(videos, infos, targets):
+    if restart:
+        for target in targets:
+            target.with_name(target.name + ".partial").unlink(missing_ok=True)
+    work = functools.partial(roi_one_video, request=request, boxes=tuple(boxes), svd_boxes=tuple(svd_boxes),
+                             components=components, bin_=bin_, out=None if out is None else out.absolute())
+    if cluster is not None:
+        failed: list[Path] = []
+        run_cluster_command(cluster, [v.absolute() for v in videos], work, failed, verb="done", stage="roi",
+                            describe=lambda result: [f"roi        {result.output}  ({result.extra['kept']})"])
+        if failed:
+            raise typer.Exit(code=1)
+        return
+    for video in videos:
         start = time.perf_counter()
-        partial = target.with_name(target.name + ".partial")
-        if restart:
-            partial.unlink(missing_ok=True)
-        arrays = {}
-        if boxes:
-            with progress_bar(info.n_frames, f"roi {video.name}") as advance:
-                arrays = roi_video(video, request, partial=partial, on_progress=advance, on_resume=advance.skip)
-        if svd_boxes:
-            arrays.update(_svd(video, info.n_frames, svd_boxes, components, bin_))
-        write_npz_atomic(target, video=str(video), **arrays)
-        partial.unlink(missing_ok=True)
-        typer.echo(f"roi        {target}  ({info.n_frames} frames, {', '.join([*boxes, *(['svd'] if svd_boxes else [])])}, "
-                   f"{time.perf_counter() - start:.1f} s)")
+        done = work(video, show_progress=True)
+        for message in done.warnings:
+            typer.echo(f"warning: {message}", err=True)
+        typer.echo(f"roi        {done.output}  ({done.extra['kept']}, {time.perf_counter() - start:.1f} s)")
 
 
-def _svd(video: Path, n_frames: int, boxes: list, components: int, bin_: int) -> dict:
+def roi_one_video(video: Path, *, request, boxes: tuple[str, ...], svd_boxes: tuple, components: int, bin_: int,
+                  out: Path | None, show_progress: bool = False):
+    """Every ROI of one video into <out or its folder>/<stem>_roi.npz, resuming from its .partial (the per-video
+    work of `roi`, serial or on a cluster worker) -> jfacemap.cluster.VideoOutput; extra["kept"]: for the line."""
+    from jfacemap.cluster import VideoOutput
+    from jfacemap.io.atomic import write_npz_atomic
+    from jfacemap.io.video import video_info
+    from jfacemap.roi.pipeline import roi_path, roi_video
+
+    target = roi_path(video, out)
+    partial = target.with_name(target.name + ".partial")
+    n_frames = video_info(video, exact=False).n_frames
+    arrays, caught, resumed = {}, [], [0]
+
+    def skipped(n: int) -> None:
+        resumed[0] += n
+
+    if boxes:
+        with contextlib.ExitStack() as bars:
+            advance = bars.enter_context(progress_bar(n_frames, f"roi {video.name}")) if show_progress else None
+            on_resume = skipped if advance is None else (lambda n: (skipped(n), advance.skip(n)))
+            arrays = roi_video(video, request, partial=partial, on_progress=advance, on_resume=on_resume)
+    if svd_boxes:
+        svd_arrays, caught = _svd(video, n_frames, list(svd_boxes), components, bin_, show_progress)
+        arrays.update(svd_arrays)
+    write_npz_atomic(target, video=str(video), **arrays)
+    partial.unlink(missing_ok=True)
+    done = int(arrays["n_frames"]) if "n_frames" in arrays else n_frames
+    return VideoOutput(target, done - resumed[0], resumed[0], tuple(caught),
+                       {"kept": f"{n_frames} frames, {', '.join([*boxes, *(['svd'] if svd_boxes else [])])}"})
+
+
+def _svd(video: Path, n_frames: int, boxes: list, components: int, bin_: int,
+         show_progress: bool) -> tuple[dict, list[str]]:
     """Movie and motion PCs of each box (the streamed SVD of `jfacemap svd`): svd_roi (R, 4) and,
-    per ROI i, svd<i>_{movie,motion}_{pcs,masks,sv} and svd<i>_{avgframe,avgmotion}."""
+    per ROI i, svd<i>_{movie,motion}_{pcs,masks,sv} and svd<i>_{avgframe,avgmotion}; and the warnings raised."""
     from jfacemap.encode.movie_pcs import movie_svd, sample_plan
 
     starts, size = sample_plan(max(n_frames, 2))
     totals = {"sample": (len(starts) * size, f"sampling {video.name}"), "project": (n_frames, f"projecting {video.name}")}
     with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as bars:
         warnings.simplefilter("always", UserWarning)
-        advance = phase_bars(bars, totals)
+        advance = phase_bars(bars, totals) if show_progress else None
         result = movie_svd(video, components, bin_, [(x0, x1, y0, y1) for x0, y0, x1, y1 in boxes], on_progress=advance)
-    for warning in caught:
-        typer.echo(f"warning: {warning.message}", err=True)
     arrays = {"svd_roi": [list(b) for b in boxes]}
     for i, region in enumerate(result.rois):
         for key in ("avgframe", "avgmotion", "movie_pcs", "movie_masks", "movie_sv", "motion_pcs", "motion_masks", "motion_sv"):
             if getattr(region, key) is not None:
                 arrays[f"svd{i}_{key}"] = getattr(region, key)
-    return arrays
+    return arrays, [str(w.message) for w in caught]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, run_cluster_command
 from jfacemap.cli.progress import phase_bars
 from jfacemap.errors import JfacemapError
 from jfacemap.io.video import video_info
@@ -38,10 +40,10 @@ def svd(
         "--roi", metavar="X0,X1,Y0,Y1", help="A region (frame pixels, ends exclusive) with its own PCs; repeatable.")] = None,
     no_motion: Annotated[bool, typer.Option("--no-motion", help="Skip motion PCs (|frame difference|).")] = False,
     no_movie: Annotated[bool, typer.Option("--no-movie", help="Skip movie PCs (frames).")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="WHERE", help=CLUSTER_HELP)] = None,
 ) -> None:
     """Movie and motion PCs of each VIDEO (full frame and each --roi); writes <video>_svd.npz."""
-    from jfacemap.encode.movie_pcs import check_rois, movie_svd, sample_plan
-    from jfacemap.encode.movie_pcs_store import save_movie_svd
+    from jfacemap.encode.movie_pcs import check_rois
 
     if components < 1 or bin_ < 1:
         raise JfacemapError(f"--components and --bin must be >= 1, got {components}, {bin_}")
@@ -49,6 +51,7 @@ def svd(
         raise JfacemapError("--no-motion and --no-movie together leave nothing to compute")
     if out is not None and out.exists() and not out.is_dir():
         raise JfacemapError(f"{out}: --out must be a folder")
+    check_cluster(cluster)
     rois = [parse_roi(text) for text in roi or []]
     videos = list({video.resolve(): video for video in videos}.values())  # a file named twice runs once
     targets = [svd_path(video, out) for video in videos]
@@ -62,22 +65,45 @@ def svd(
             check_rois(rois, info.height, info.width, bin_)
         except JfacemapError as err:
             raise JfacemapError(f"{video}: {err}") from err
-    for video, info, target in zip(videos, infos, targets):
+    work = functools.partial(svd_one_video, components=components, bin_=bin_, rois=tuple(rois), movie=not no_movie,
+                             motion=not no_motion, out=None if out is None else out.absolute())
+    if cluster is not None:
+        failed: list[Path] = []
+        run_cluster_command(cluster, [v.absolute() for v in videos], work, failed, verb="done", stage="svd",
+                            describe=lambda result: [f"svd        {result.output}  ({result.extra['kept']})"])
+        if failed:
+            raise typer.Exit(code=1)
+        return
+    for video in videos:
         start = time.perf_counter()
-        starts, size = sample_plan(max(info.n_frames, 2))
-        totals = {"sample": (len(starts) * size, f"sampling {video.name}"),
-                  "project": (info.n_frames, f"projecting {video.name}")}
-        with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as bars:
-            warnings.simplefilter("always", UserWarning)
-            advance = phase_bars(bars, totals)
+        done = work(video, show_progress=True)
+        for message in done.warnings:
+            typer.echo(f"warning: {message}", err=True)
+        typer.echo(f"svd        {done.output}  ({done.extra['kept']}, {time.perf_counter() - start:.1f} s)")
+
+
+def svd_one_video(video: Path, *, components: int, bin_: int, rois: tuple, movie: bool, motion: bool,
+                  out: Path | None, show_progress: bool = False):
+    """The PCs of one video into <out or its folder>/<stem>_svd.npz (the per-video work of `svd`, serial or on a
+    cluster worker) -> jfacemap.cluster.VideoOutput; extra["kept"]: what was kept, for the command's line."""
+    from jfacemap.cluster import VideoOutput
+    from jfacemap.encode.movie_pcs import movie_svd, sample_plan
+    from jfacemap.encode.movie_pcs_store import save_movie_svd
+
+    target = svd_path(video, out)
+    with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as bars:
+        warnings.simplefilter("always", UserWarning)
+        advance = None
+        if show_progress:
+            n_frames = video_info(video, exact=False).n_frames
+            starts, size = sample_plan(max(n_frames, 2))
+            advance = phase_bars(bars, {"sample": (len(starts) * size, f"sampling {video.name}"),
+                                        "project": (n_frames, f"projecting {video.name}")})
             advance("sample", 0)  # the bar shows before the first sampled frame
-            result = movie_svd(video, components, bin_, rois, movie=not no_movie, motion=not no_motion,
-                               on_progress=advance)
-        for warning in caught:
-            typer.echo(f"warning: {warning.message}", err=True)
-        save_movie_svd(target, result)
-        kept = ", ".join(f"{kind} {getattr(result.full, kind + '_masks').shape[0]}" for kind in ("movie", "motion")
-                         if getattr(result.full, kind + "_masks") is not None)
-        extra = f" + {len(rois)} ROI{'s' if len(rois) > 1 else ''}" if rois else ""
-        typer.echo(f"svd        {target}  ({result.n_frames} frames, {kept} PCs{extra}, "
-                   f"{time.perf_counter() - start:.1f} s)")
+        result = movie_svd(video, components, bin_, rois, movie=movie, motion=motion, on_progress=advance)
+    save_movie_svd(target, result)
+    kept = ", ".join(f"{kind} {getattr(result.full, kind + '_masks').shape[0]}" for kind in ("movie", "motion")
+                     if getattr(result.full, kind + "_masks") is not None)
+    extra = f" + {len(rois)} ROI{'s' if len(rois) > 1 else ''}" if rois else ""
+    return VideoOutput(target, result.n_frames, 0, tuple(str(w.message) for w in caught),
+                       {"kept": f"{result.n_frames} frames, {kept} PCs{extra}"})

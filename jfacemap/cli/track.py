@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from jfacemap import DEFAULT_CHUNK, DEFAULT_TRACKER
+from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, run_cluster_command
 from jfacemap.cli.progress import progress_bar
 from jfacemap.errors import JfacemapError
 from jfacemap.io.video import video_info
@@ -67,10 +68,7 @@ def track(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its .partial file.")] = True,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="With several videos: report a video that cannot be "
                                                                    "tracked in one line, skip it and go on (exit status 1 at the end).")] = False,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="WHERE", help=(
-        "Track the videos in parallel on Dask distributed, one task per video: 'local:N' starts N worker "
-        "processes here; 'tcp://HOST:PORT' joins a running scheduler (e.g. one started in a SLURM job). "
-        "Needs pip install \"jfacemap[cluster]\". A video that fails there is listed in the closing summary."))] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="WHERE", help=CLUSTER_HELP)] = None,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.track.filter import filter_hook
@@ -82,11 +80,7 @@ def track(
         raise JfacemapError(f"--batch-size and --chunk-size must be >= 1, got {batch_size}, {chunk_size}")
     if out is not None and out.exists() and not out.is_dir():
         raise JfacemapError(f"{out}: --out must be a folder")
-    if cluster is not None:  # a bad spec or a missing extra fails before any video is read
-        from jfacemap.track.cluster import parse_cluster, require_distributed
-
-        parse_cluster(cluster)
-        require_distributed()
+    check_cluster(cluster)  # a bad spec or a missing extra fails before any video is read
     videos = list({video.resolve(): video for video in expand_videos(videos)}.values())  # named twice: tracked once
     targets = dict(zip(videos, output_paths(videos, out)))  # two videos of one name into one folder: refuse
     infos: dict = {}
@@ -145,31 +139,14 @@ def track(
 def _on_cluster(spec: str, videos: list[Path], model: str, out: Optional[Path], csv: bool, filter_: bool,
                 failed: list[Path], options: dict) -> None:
     """Track `videos` on the Dask cluster `spec` (one line per video as it finishes), then print the summary."""
-    from jfacemap.track.cluster import ClusterSummary, open_client, track_on_cluster
+    from jfacemap.track.cluster import track_work
 
-    def one(result) -> None:
-        if result.error is not None:
-            named = result.video.name in result.error  # user errors name their video already
-            typer.echo(f"jfacemap: error: {'' if named else result.video.name + ': '}{result.error}", err=True)
-            failed.append(result.video)
-            return
-        for message in result.warnings:
-            typer.echo(f"warning: {message}", err=True)
-        before = f", {result.resumed} from the interrupted run" if result.resumed else ""
-        typer.echo(f"tracked {result.video.name}: {result.frames} frames in {result.seconds:.1f} s on "
-                   f"{result.worker}{before}")
-        if result.fractions is not None:
-            typer.echo(f"filtered   {', '.join(f'{k} {100 * v:.3f}%' for k, v in result.fractions.items())}")
+    def fractions(result) -> list[str]:
+        found = result.extra.get("fractions")
+        return [] if found is None else [f"filtered   {', '.join(f'{k} {100 * v:.3f}%' for k, v in found.items())}"]
 
-    refused = len(failed)  # by the checks before the cluster (their errors are printed already)
-    summary = ClusterSummary()
-    if videos:
-        with open_client(spec) as client:
-            typer.echo(f"cluster    {client.scheduler.address}: {len(client.nthreads())} workers, "
-                       f"{len(videos)} video{'s' if len(videos) != 1 else ''}", err=True)
-            summary = track_on_cluster(client, videos, model, out, csv, filter_=filter_, on_result=one, **options)
-    for line in summary.lines(refused):
-        typer.echo(line)
+    run_cluster_command(spec, videos, track_work(model, out, csv, filter_, options), failed, verb="tracked",
+                        stage="track", describe=fractions, refused=len(failed))
 
 
 def _passing(videos: list[Path], test, keep_going: bool, skip) -> list[Path]:
