@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from jfacemap.live.sources import open_source
 from jfacemap.nets.unet import FacemapUNet
 from jfacemap.skeleton import FACEMAP_BODYPARTS
 from jfacemap.synth import make_session
+from jfacemap.track.filter import detect_outliers
 from jfacemap.track.predict import track_video
 
 SMALL = (8, 8, 16, 16, 16)
@@ -197,6 +199,45 @@ def test_the_live_command(clip, tracker, tmp_path, monkeypatch):
     np.testing.assert_allclose(log["keypoints"][..., :2], reference[:6, :, :2], atol=1e-4)
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "--overwrite" in str(again.exception)
+
+
+def test_the_live_command_filters_outliers(clip, tracker, tmp_path, monkeypatch):
+    from jfacemap.cli.app import app
+
+    video, _, model, names, reference = clip
+    monkeypatch.setattr("jfacemap.track.model_store.load_tracker", lambda name: (model, names, {}))
+    monkeypatch.setattr("jfacemap.live.tracker.LiveTracker", lambda net, shape, bbox: tracker)
+    # Frame 4 of keypoint 0 far off, by way of the tracker's output: a jump the filter must flag.
+    real = tracker.__call__
+    monkeypatch.setattr(type(tracker), "__call__", lambda self, frame: _spike(real(frame), frame, clip[1][4]))
+    expected = reference[:N_FRAMES].copy()
+    expected[4, 0, :2] += 100.0
+    out = tmp_path / "filtered.h5"
+    args = ["live", str(video), "--model", "small", "--out", str(out), "--max-frames", "6", "--speed", "0.2",
+            "--filter"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "tracked 6 of 6 frames" in result.output
+    # The offline filter on the same six frames (its jump rule is the causal one) is the reference.
+    flagged = detect_outliers(expected[:6], 50.0)
+    assert flagged[4, 0]
+    shown = re.search(r"outliers flagged (\d+\.\d+)% of points", result.output)
+    assert shown and float(shown.group(1)) == pytest.approx(100 * flagged.mean(), abs=0.01), result.output
+    log = read_keypoint_log(out)
+    assert log["flagged_fraction"] == pytest.approx(flagged.mean()) and "max_jump_px" in log["outlier_filter"]
+    held = expected[:6].copy()
+    for t, k in zip(*np.nonzero(flagged)):  # a flagged point holds the last accepted position (NaN before one)
+        before = np.flatnonzero(~flagged[:t, k])
+        held[t, k, :2] = expected[before[-1], k, :2] if before.size else np.nan
+    np.testing.assert_allclose(log["keypoints"], held, atol=1e-4)
+
+
+def _spike(keypoints, frame, spiked_frame):
+    """keypoints, with keypoint 0 moved 100 px when `frame` is `spiked_frame`."""
+    if np.array_equal(frame, spiked_frame):
+        keypoints = keypoints.copy()
+        keypoints[0, :2] += 100.0
+    return keypoints
 
 
 @pytest.mark.parametrize("source, words", [("missing.mp4", "no such video file"),

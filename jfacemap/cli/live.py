@@ -28,6 +28,11 @@ def live(
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames from the source.")] = None,
     speed: Annotated[float, typer.Option(help="Play a video this many times faster than its frame rate.")] = 1.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
+    filter_: Annotated[bool, typer.Option("--filter", help=(
+        "Reject outliers as they come, from past frames only (the offline filter's rules: likelihood drops, "
+        "jumps over 25 px, over 25 px from the recent median). The log then holds the filtered keypoints "
+        "(a flagged point keeps its last accepted x, y and its tracked likelihood) and the summary line adds "
+        "the fraction of points flagged. Off: the log holds the tracker's keypoints as they are."))] = False,
 ) -> None:
     """Track SOURCE live: each frame as it arrives, dropping frames rather than falling behind; keypoints go to an h5 log readable while it grows."""
     from jfacemap.live.session import run_live
@@ -44,7 +49,7 @@ def live(
         tracker = LiveTracker(net, feed.frame_shape, bbox if bbox is not None else meta.get("bbox"))
         typer.echo(f"tracking {source} ({feed.frame_shape[1]}x{feed.frame_shape[0]}, {feed.fps:g} frames/s); "
                    "Ctrl-C stops", err=True)
-        summary = run_live(feed, tracker, bodyparts, target)
+        summary = run_live(feed, tracker, bodyparts, target, outlier_filter=filter_)
     finally:
         feed.close()
     typer.echo(summary.line())

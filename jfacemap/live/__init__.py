@@ -4,7 +4,8 @@
   sources.py   frames on a clock: a video at its own frame rate, a V4L2 camera through ffmpeg;
                the newest frame wins, a frame not taken in time is dropped (counted)
   store.py     an h5 log of keypoints (SWMR): readable while it grows, intact after a kill
-  session.py   run_live: source -> tracker -> log + a user callback, until the source ends
+  causal_filter.py  CausalOutlierFilter: the offline outlier rules on past frames only, frame by frame
+  session.py   run_live: source -> tracker -> (filter) -> log + a user callback, until the source ends
 
     from jfacemap.live import LiveTracker, VideoClock, run_live
     tracker = LiveTracker(model, frame_shape=(H, W))
@@ -18,5 +19,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "LiveTracker": "tracker", "LiveError": "tracker",
     "VideoClock": "sources", "Camera": "sources", "open_source": "sources",
     "KeypointLog": "store", "read_keypoint_log": "store",
-    "LiveSummary": "session", "run_live": "session",
+    "LiveSummary": "session", "run_live": "session", "CausalOutlierFilter": "causal_filter",
 })

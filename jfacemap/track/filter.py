@@ -37,7 +37,8 @@ from jfacemap.errors import JfacemapError
 
 __all__ = [
     "OutlierReport", "outlier_report", "detect_outliers", "fill_outliers",
-    "filter_keypoints", "filter_hook", "nan_median_filter", "window_frames",
+    "filter_keypoints", "filter_hook", "nan_median", "nan_median_filter", "window_frames",
+    "gaussian_half_kernel", "point_distance",
 ]
 
 _CHUNK_ELEMENTS = 1 << 22  # bounds the slow nan-median path to ~32 MB per chunk
@@ -63,6 +64,19 @@ def window_frames(seconds: float, fps: float) -> int:
     """A centred window of `seconds` in frames, rounded and made odd (>= 1)."""
     n = max(1, int(round(seconds * fps)))
     return n if n % 2 else n + 1
+
+
+def nan_median(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Median along `axis` ignoring NaNs (values finite or NaN); NaN where a slice has none.
+
+    Unlike np.nanmedian: no warning for an all-NaN slice, and one sort. Used by
+    the sliding median below and, one window per frame, by the causal filter.
+    """
+    rows = np.sort(values, axis=axis)  # NaNs sort last
+    n = (~np.isnan(rows)).sum(axis=axis, keepdims=True)
+    lo = np.take_along_axis(rows, np.maximum(n - 1, 0) // 2, axis)
+    hi = np.take_along_axis(rows, np.minimum(n // 2, rows.shape[axis] - 1), axis)
+    return np.squeeze(np.where(n > 0, 0.5 * (lo + hi), np.nan), axis)
 
 
 def nan_median_filter(x: np.ndarray, window: int) -> np.ndarray:
@@ -94,16 +108,11 @@ def nan_median_filter(x: np.ndarray, window: int) -> np.ndarray:
         windows = sliding_window_view(np.concatenate([pad[:, j], col, pad[:, j]]), window)
         step = max(1, _CHUNK_ELEMENTS // window)
         for s in range(0, idx.size, step):
-            rows = np.sort(windows[idx[s:s + step]], axis=1)  # NaNs sort last
-            n = np.isfinite(rows).sum(axis=1)
-            r = np.arange(rows.shape[0])
-            lo, hi = np.maximum(n - 1, 0) // 2, n // 2
-            med = 0.5 * (rows[r, lo] + rows[r, hi])
-            out[idx[s:s + step], j] = np.where(n > 0, med, np.nan)
+            out[idx[s:s + step], j] = nan_median(windows[idx[s:s + step]], axis=1)
     return out
 
 
-def _distance(d: np.ndarray, metric: str) -> np.ndarray:
+def point_distance(d: np.ndarray, metric: str) -> np.ndarray:
     """Length of displacement vectors d (..., 2): 'euclidean' or 'chebyshev' (max |dx|, |dy|)."""
     if metric == "euclidean":
         return np.hypot(d[..., 0], d[..., 1])
@@ -112,15 +121,22 @@ def _distance(d: np.ndarray, metric: str) -> np.ndarray:
     raise ValueError(f"metric must be 'euclidean' or 'chebyshev', not {metric!r}")
 
 
+def gaussian_half_kernel(sigma: float) -> np.ndarray:
+    """Unnormalised Gaussian weights at lags 0, 1, ..., radius samples (s.d. `sigma` samples,
+    truncated at 4 s.d.): (radius + 1,) float64. One side of the likelihood baseline's kernel."""
+    radius = int(4.0 * sigma + 0.5)
+    u = np.arange(radius + 1) / sigma
+    return np.exp(-0.5 * u * u)
+
+
 def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian filter of a 1-D x (s.d. `sigma` samples, truncated at 4 s.d.,
     zeros beyond the ends). Overlap-add FFT: the direct kernel is 1,601 taps
     at 50 Hz, far too slow for hour-long traces."""
-    radius = int(4.0 * sigma + 0.5)
-    if radius < 1:
+    half = gaussian_half_kernel(sigma)
+    if half.size < 2:
         return x.copy()
-    u = np.arange(-radius, radius + 1) / sigma
-    kernel = np.exp(-0.5 * u * u)
+    kernel = np.concatenate([half[:0:-1], half])
     return signal.oaconvolve(x, kernel / kernel.sum(), mode="same")
 
 
@@ -154,14 +170,14 @@ def _jump_outliers_1(
         return flagged
     p = xy[idx].astype(np.float64)
     hit = np.zeros(idx.size, bool)
-    cand = np.flatnonzero(_distance(np.diff(p, axis=0), metric) > max_jump) + 1
+    cand = np.flatnonzero(point_distance(np.diff(p, axis=0), metric) > max_jump) + 1
     resume = -1  # first accepted point after the last run of jumps
     for c in cand:  # only runs of large steps are visited
         if c <= resume:
             continue
         ref = p[c - 1]  # accepted: no candidate between `resume` and c
         stop = np.searchsorted(idx, idx[c] + hold)
-        far = _distance(p[c:stop] - ref, metric) > max_jump
+        far = point_distance(p[c:stop] - ref, metric) > max_jump
         n = far.size if far.all() else int(np.argmin(far))
         hit[c:c + n] = True
         resume = c + n  # the return point, or the new reference after the hold
@@ -210,7 +226,7 @@ def outlier_report(
         xy_k = xy[:, k].astype(np.float64)
         med = nan_median_filter(np.where((usable[:, k] & ~jump[:, k])[:, None], xy_k, np.nan), window)
         with np.errstate(invalid="ignore"):
-            median[:, k] = np.nan_to_num(_distance(xy_k - med, metric), nan=0.0) > max_median_dev_px
+            median[:, k] = np.nan_to_num(point_distance(xy_k - med, metric), nan=0.0) > max_median_dev_px
     median &= ~missing
     return OutlierReport(missing | lik | jump | median, missing, lik, jump, median)
 
