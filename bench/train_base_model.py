@@ -42,7 +42,7 @@ from bench.common import machine_info, print_table, write_results  # noqa: E402
 from jfacemap.synth import make_session  # noqa: E402
 from jfacemap.track.model_store import save_tracker  # noqa: E402
 from jfacemap.track.augment import ZOOM  # noqa: E402
-from jfacemap.track.train import LossWeights, evaluate_tracker, get_recipe, train_tracker  # noqa: E402
+from jfacemap.track.train import LossWeights, evaluate_tracker, get_recipe, train_devices, train_tracker  # noqa: E402
 
 TEST_SEED_BASE = 100_000  # held-out sessions: disjoint from the training seeds 0..S-1
 
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     lab2 = set(np.linspace(0, args.seeds - 1, n_lab2).round().astype(int).tolist()) if n_lab2 else set()
     styles = ["lab2" if s in lab2 else st for s, st in zip(seeds, styles)]
     held_out = [s.strip() for s in args.held_out.split(",") if s.strip() and s.strip() not in styles]
-    print(f"device: {jax.devices()[0]}  recipe: {recipe.name} epochs={recipe.epochs} batch={recipe.batch_size} "
+    print(f"device: {jax.devices()[0]} ({len(train_devices(recipe.batch_size))} share each batch)  recipe: {recipe.name} epochs={recipe.epochs} batch={recipe.batch_size} "
           f"lr={recipe.lr}  data: {args.seeds} sessions ({', '.join(f'{styles.count(f)} {f}' for f in sorted(set(styles)))})"
           f" x {args.frames_per_seed} frames; held out: {', '.join(held_out) or 'none'}")
 
@@ -198,7 +198,8 @@ def main(argv=None) -> int:
                           "n_frames": int(len(frames)), "size": list(frames.shape[1:])},
         "test_error_px": errors,
         "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
-        "trained": {"device": str(jax.devices()[0]), "train_seconds": round(t_train, 1), "seed": args.seed,
+        "trained": {"device": str(jax.devices()[0]), "devices": history[-1].get("devices", 1) if history else 1,
+                    "train_seconds": round(t_train, 1), "seed": args.seed,
                     "quick": bool(args.quick), **machine_info()},
         # Every epoch's seconds, including those of earlier sessions of a resumed run.
         "compute": {"epochs": len(history), "steps": int(sum(h["steps"] for h in history)),

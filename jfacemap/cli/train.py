@@ -34,7 +34,8 @@ TestVideoOpt = Annotated[Optional[Path], typer.Option("--test-video", metavar="F
 def _print_epoch(total: int):
     def show(epoch: int, row: dict) -> None:
         typer.echo(f"epoch {epoch + 1:>3}/{row.get('epochs', total)}  loss {row['loss']:.4f}  heatmap {row['heatmap']:.4f}  "
-                   f"offset {row['offset']:.4f}  lr {row['lr']:.2g}  {row['seconds']:.1f} s", err=True)
+                   f"offset {row['offset']:.4f}  lr {row['lr']:.2g}  {row['seconds']:.1f} s"
+                   + (f"  ({row['devices']} devices share each batch)" if row.get("devices", 1) > 1 else ""), err=True)
         sys.stderr.flush()
     return show
 

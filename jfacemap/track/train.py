@@ -9,6 +9,15 @@ normalisation of the uint8 batch, random augmentation, targets, forward in
 train mode (batch-statistics BatchNorm, sum-10 heatmaps), loss, gradients and
 the optax update. Checkpoints (orbax) are written after every epoch when a
 folder is given, and a new call with the same folder resumes from the latest.
+
+With more than one local device each batch is split across them (data
+parallel, `jax.sharding`): the train state is replicated, every device takes
+B / n frames, and XLA all-reduces the gradient and the BatchNorm batch
+statistics, so a step is one logical program over the whole batch and
+matches a one-device run up to float32 summation order. A batch size that
+is not a multiple of the device count uses the largest number of devices
+that divides it (`train_devices`; batch 1 runs on one device): padding the
+batch would change the BatchNorm statistics.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jfacemap.nets.schedule import tail_schedule
 from jfacemap.nets.unet import DEFAULT_CHANNELS, FacemapUNet, UNetOutput
@@ -216,14 +226,36 @@ class TrainState(NamedTuple):
     opt_state: optax.OptState
 
 
+def train_devices(batch_size: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The devices that share each batch of `batch_size` frames: the first n of `devices` (default:
+    every local device), n the largest count that divides the batch, so every device gets an equal
+    share without padding (padded frames would enter the BatchNorm statistics)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("train_devices: no devices given")
+    n = max(d for d in range(1, min(len(devices), batch_size) + 1) if batch_size % d == 0)
+    return devices[:n]
+
+
+def batch_shardings(mesh: Mesh | None) -> tuple[NamedSharding, NamedSharding] | tuple[None, None]:
+    """(replicated, split along axis 0 over the mesh's "batch" axis); (None, None) without a mesh."""
+    if mesh is None:
+        return None, None
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
+
+
 @functools.lru_cache(maxsize=8)
 def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=None,
-                    epochs: int | None = None, mirror: tuple[int, ...] | None = None) -> tuple[Callable, Callable]:
+                    epochs: int | None = None, mirror: tuple[int, ...] | None = None,
+                    mesh: Mesh | None = None) -> tuple[Callable, Callable]:
     """(optax transformation, jitted step). step: (TrainState, key, frames
     (B, H, W) uint8, keypoints (B, K, 2) frame px) -> (TrainState,
     {"loss", "heatmap", "offset"}). `mirror`: left/right partners swapped on
-    a flip (`skeleton.mirror_permutation`). Cached, so repeated trainings of
-    one architecture and recipe (human-in-the-loop rounds) compile once."""
+    a flip (`skeleton.mirror_permutation`). `mesh`: a 1-D Mesh with axis
+    "batch" (B a multiple of its size): state and key replicated, frames and
+    keypoints split along B, the new state replicated. Cached, so repeated
+    trainings of one architecture and recipe (human-in-the-loop rounds)
+    compile once."""
     tx = make_optimizer(recipe, n_steps_per_epoch, epochs)
 
     def loss_fn(model, images, kp):
@@ -235,7 +267,6 @@ def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=
     # Gradients only for the Params; BatchStats are mutated, not differentiated.
     grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param), has_aux=True)
 
-    @jax.jit
     def step(state: TrainState, key, frames, keypoints):
         x = normalize_percentile(frames)
         images, kp = augment_batch(key, x, keypoints, recipe.augment, bbox, mirror)
@@ -245,7 +276,12 @@ def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, nnx.state(model, nnx.BatchStat), opt_state), {"loss": loss, **aux}
 
-    return tx, step
+    if mesh is None:
+        return tx, jax.jit(step)
+    # The augmentation keys are drawn inside for the whole logical batch, so they do not depend on
+    # the device count; the means over the batch (loss, BatchNorm) become all-reduces.
+    whole, split = batch_shardings(mesh)
+    return tx, jax.jit(step, in_shardings=(whole, whole, split, split), out_shardings=(whole, whole))
 
 
 def _epoch_batches(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
@@ -294,6 +330,7 @@ def train_tracker(
     bbox: tuple[int, int, int, int] | None = None,
     channels: Sequence[int] = DEFAULT_CHANNELS,
     n_upsample: int = 2,
+    devices: Sequence[jax.Device] | None = None,
 ) -> tuple[FacemapUNet, list[dict]]:
     """Train (from scratch) or fine-tune (from `init_model`) a tracker.
 
@@ -313,10 +350,14 @@ def train_tracker(
       checkpoint_dir: save an orbax checkpoint every epoch here, and resume
         from the latest one if the folder has any.
       bbox: (x0, x1, y0, y1) crop box the tracker will be used with.
+      devices: the devices that may share each batch (data parallel);
+        default: every local device. The first n are used, n the largest
+        count that divides the batch size (`train_devices`).
     Returns:
-      (model in eval mode, history: one dict per epoch, including those of
-      the run a checkpoint resumed, with epoch, loss, heatmap, offset (means
-      over the epoch's steps), lr, steps, seconds).
+      (model in eval mode, on the first device; history: one dict per epoch,
+      including those of the run a checkpoint resumed, with epoch, loss,
+      heatmap, offset (means over the epoch's steps), lr, steps, batch_size,
+      devices (how many shared each batch), seconds).
     """
     recipe = get_recipe(recipe)
     images, kp = _check_inputs(images, keypoints, bodyparts)
@@ -329,8 +370,15 @@ def train_tracker(
     n_steps = plan.steps_per_epoch
     bbox = None if bbox is None else tuple(int(round(v)) for v in bbox)
     mirror = mirror_permutation(bodyparts) if recipe.augment.swap_pairs else None
-    tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs, mirror)
+    shared = train_devices(plan.batch_size, devices)
+    mesh = Mesh(np.array(shared), ("batch",)) if len(shared) > 1 else None
+    whole, _ = batch_shardings(mesh)
+    tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs, mirror, mesh)
     state = TrainState(params, batch_stats, tx.init(params))
+    if mesh is not None:
+        state = jax.device_put(state, whole)  # replicated; orbax restores a checkpoint onto this sharding too
+    elif shared[0] != jax.local_devices()[0]:
+        state = jax.device_put(state, shared[0])  # committed state takes the steps there
 
     meta = {"recipe": recipe.to_dict(), "bodyparts": list(bodyparts), "n_frames": len(images),
             "frame_shape": list(images.shape[1:]), "seed": int(seed), "bbox": bbox}
@@ -340,6 +388,8 @@ def train_tracker(
         restored = ckpt.restore_latest(manager, state, meta)
         if restored is not None:
             state, start, saved = restored
+            if mesh is not None:  # a no-op when orbax kept `state`'s sharding, as it does
+                state = jax.device_put(state, whole)
             history = list(saved.get("history", []))
 
     schedule = lr_schedule(recipe, n_steps, plan.epochs)
@@ -355,7 +405,7 @@ def train_tracker(
                 sums = {k: sums.get(k, 0.0) + v for k, v in stats.items()}
             row = {"epoch": epoch, "epochs": plan.epochs, **{k: float(v) / n_steps for k, v in sums.items()},
                    "lr": float(schedule(epoch * n_steps)), "steps": n_steps, "batch_size": plan.batch_size,
-                   "seconds": time.perf_counter() - t0}
+                   "devices": len(shared), "seconds": time.perf_counter() - t0}
             history.append(row)
             if manager is not None:
                 ckpt.save_epoch(manager, epoch, state, meta | {"history": history})
@@ -364,6 +414,8 @@ def train_tracker(
     finally:
         if manager is not None:
             manager.close()
+    if mesh is not None:  # one copy of the weights, as a one-device run returns
+        state = jax.device_put(state, shared[0])
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     model.eval()
     return model, history
