@@ -40,7 +40,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 from jfacemap.errors import JfacemapError
 
 __all__ = ["ClusterError", "ClusterSummary", "VideoOutput", "VideoResult", "open_client", "parse_cluster",
-           "require_distributed", "run_on_cluster"]
+           "require_distributed", "run_on_cluster", "completed_tasks"]
 
 INSTALL_HINT = 'pip install "jfacemap[cluster]"'
 _LOCAL = re.compile(r"local:(\d+)")
@@ -158,7 +158,7 @@ class ClusterSummary:
 
     def lines(self, refused: int = 0, verb: str = "tracked") -> list[str]:
         """The closing summary: counts (with `refused` videos the caller turned away before), rate, failures."""
-        workers = len({r.worker for r in self.done})
+        workers = len({w for r in self.done for w in r.worker.split("+")})  # a video in pieces: "w1+w2"
         out = [f"{len(self.done)} of {len(self.results) + refused} videos {verb}, {len(self.failed) + refused} failed; "
                f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_s:.1f} frames/s overall, "
                f"{workers} worker{'s' if workers != 1 else ''})"]
@@ -204,20 +204,31 @@ def run_on_cluster(
     Returns:
       ClusterSummary; seconds = wall time from submission to the last result.
     """
-    distributed = require_distributed()
     videos = [Path(v).absolute() for v in videos]
     started = time.perf_counter()
+    results: list[VideoResult | None] = [None] * len(videos)
+    for i, result in completed_tasks(client, [(video, work) for video in videos], retries=retries, name=name):
+        results[i] = result
+        if on_result is not None:
+            on_result(result)
+    return ClusterSummary([r for r in results if r is not None], time.perf_counter() - started)
+
+
+def completed_tasks(client, tasks: Sequence[tuple[Path, Callable[[Path], VideoOutput]]], *, retries: int = 2,
+                    name: str = "jfacemap") -> Iterator[tuple[int, VideoResult]]:
+    """Submit `work(video)` for each (video, work) of `tasks`; yield (its index, VideoResult) as each ends.
+
+    A task whose retries are spent, or whose worker died `allowed-failures` times, yields a result with
+    that error (one line) instead of raising.
+    """
+    distributed = require_distributed()
     futures = {client.submit(_video_task, work, video, key=f"{name}-{i}-{video.name}-{os.getpid()}-{time.time_ns()}",
                              retries=retries, pure=False): i
-               for i, video in enumerate(videos)}
-    results: list[VideoResult | None] = [None] * len(videos)
+               for i, (video, work) in enumerate(tasks)}
     for future in distributed.as_completed(futures):
         i = futures[future]
         try:
             result = future.result()
         except Exception as err:  # retries spent, or a worker died allowed-failures times (KilledWorker)
-            result = VideoResult(videos[i], None, 0, 0, 0.0, "", f"{type(err).__name__}: {one_line(err)}")
-        results[i] = result
-        if on_result is not None:
-            on_result(result)
-    return ClusterSummary([r for r in results if r is not None], time.perf_counter() - started)
+            result = VideoResult(tasks[i][0], None, 0, 0, 0.0, "", f"{type(err).__name__}: {one_line(err)}")
+        yield i, result

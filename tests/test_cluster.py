@@ -147,6 +147,41 @@ def test_cli_joins_a_running_scheduler_and_matches_serial(archive, client):
     assert len(client.nthreads()) == 2  # joined, not replaced: the workers still run
 
 
+def test_long_videos_in_segments_give_the_serial_files(archive, client):
+    from jfacemap.track.cluster import track_on_cluster
+
+    out = archive / "segments"
+    videos = sorted((archive / "clips").glob("*.mkv"))
+    # pieces [0, 10), [10, 20), [20, end): boundaries inside chunks of 8, a short last piece
+    summary = track_on_cluster(client, videos, str(archive / "model"), out, chunk_size=CHUNK, segment_frames=10)
+    assert len(summary.done) == N_VIDEOS and not summary.failed
+    assert all(r.frames == N_FRAMES and r.extra["segments"] == 3 for r in summary.results)
+    assert_same_outputs(archive, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"mouse{i}_FacemapPose.h5" for i in range(N_VIDEOS))
+
+
+def test_segments_with_filter_and_csv_match_serial_cli(archive, client, tmp_path):
+    from typer.testing import CliRunner
+
+    from jfacemap.cli.app import app
+
+    clip = str(sorted((archive / "clips").glob("*.mkv"))[0])
+    common = ["track", clip, "--model", str(archive / "model"), "--chunk-size", str(CHUNK), "--filter", "--csv"]
+    serial = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "serial")])
+    cluster = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "cluster"), "--cluster",
+                                       client.scheduler.address, "--segment-frames", "16"])
+    assert serial.exit_code == 0 and cluster.exit_code == 0, serial.output + cluster.output
+    assert "in 2 segments on" in cluster.output and "filtered" in cluster.output
+    a, b = h5_arrays(tmp_path / "serial" / "mouse0_FacemapPose.h5"), h5_arrays(tmp_path / "cluster" / "mouse0_FacemapPose.h5")
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert (tmp_path / "serial" / "mouse0_FacemapPose.csv").read_text() == \
+        (tmp_path / "cluster" / "mouse0_FacemapPose.csv").read_text()
+    bad = CliRunner().invoke(app, [*common, "--segment-frames", "16"])  # without --cluster
+    assert "--segment-frames 16: needs --cluster" in str(bad.exception)
+
+
 @pytest.mark.parametrize("command", [
     ["svd", "-n", "5", "--roi", "8,40,8,40"],
     ["roi", "--running", "0,32,32,64", "--blink", "8,8,40,40", "--svd-roi", "16,16,48,48", "-n", "4"],

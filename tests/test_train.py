@@ -71,7 +71,9 @@ def test_presets_have_the_spec_numbers():
     assert (base.loss.heatmap, base.loss.offset, base.loss.offset_norm, base.sigma) == (1.0, 0.5, "l2", 3.0)
     aug = base.augment
     assert (aug.jitter, aug.flip_prob, aug.contrast, aug.brightness, aug.intensity_prob) == (
-        (0.1, 0.3), 0.5, (0.7, 1.3), 0.2, 0.5)
+        (0.1, 0.3), 0.0, (0.7, 1.3), 0.2, 0.5)
+    # No flips when training on a lab's labels (one camera, one direction); fine-tuning keeps them.
+    assert ft.augment == base.augment.__class__(flip_prob=0.5)
     # The original's boxes (grow only, inside the frame) and its contrast (about the mean, clipped).
     assert (aug.inward_prob, aug.clamp, aug.intensity) == (0.0, True, "original")
     assert get_recipe("base", epochs=2).epochs == 2 and RECIPES["base"].epochs == 36

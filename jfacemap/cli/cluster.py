@@ -21,14 +21,16 @@ def check_cluster(spec: Optional[str]) -> None:
         require_distributed()
 
 
-def run_cluster_command(spec: str, videos: list[Path], work: Callable, failed: list[Path], *, verb: str, stage: str,
-                        describe: Callable | None = None, refused: int = 0) -> None:
+def run_cluster_command(spec: str, videos: list[Path], work: Callable | None, failed: list[Path], *, verb: str,
+                        stage: str, describe: Callable | None = None, refused: int = 0,
+                        submit: Callable | None = None) -> None:
     """`work(video)` for each video on the cluster `spec`: one line per video as it finishes, then the summary.
 
     verb: the per-video and summary lines' verb ("tracked"); stage: the command, in the task keys.
     failed: videos that failed there are appended (the caller exits 1 when it is not empty).
     describe: fn(VideoResult) -> extra lines printed after a finished video's line.
     refused: videos the command's own checks turned away before (their errors are printed already).
+    submit: fn(client, on_result) -> ClusterSummary, instead of `run_on_cluster(client, work, videos)`.
     """
     from jfacemap.cluster import ClusterSummary, open_client, run_on_cluster
 
@@ -51,6 +53,7 @@ def run_cluster_command(spec: str, videos: list[Path], work: Callable, failed: l
         with open_client(spec) as client:
             typer.echo(f"cluster    {client.scheduler.address}: {len(client.nthreads())} workers, "
                        f"{len(videos)} video{'s' if len(videos) != 1 else ''}", err=True)
-            summary = run_on_cluster(client, work, videos, on_result=one, name=f"jfacemap-{stage}")
+            summary = (submit(client, one) if submit is not None
+                       else run_on_cluster(client, work, videos, on_result=one, name=f"jfacemap-{stage}"))
     for line in summary.lines(refused, verb):
         typer.echo(line)

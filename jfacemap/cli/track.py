@@ -69,6 +69,9 @@ def track(
     keep_going: Annotated[bool, typer.Option("--keep-going", help="With several videos: report a video that cannot be "
                                                                    "tracked in one line, skip it and go on (exit status 1 at the end).")] = False,
     cluster: Annotated[Optional[str], typer.Option("--cluster", metavar="WHERE", help=CLUSTER_HELP)] = None,
+    segment_frames: Annotated[int, typer.Option("--segment-frames", metavar="N", help=(
+        "With --cluster: a video longer than N frames is tracked in pieces of N frames on several workers "
+        "at once, then joined (same file). 0 = one task per video."))] = 0,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.track.filter import filter_hook
@@ -81,6 +84,9 @@ def track(
     if out is not None and out.exists() and not out.is_dir():
         raise JfacemapError(f"{out}: --out must be a folder")
     check_cluster(cluster)  # a bad spec or a missing extra fails before any video is read
+    if segment_frames and (cluster is None or segment_frames < chunk_size):
+        raise JfacemapError(f"--segment-frames {segment_frames}: needs --cluster, and N >= --chunk-size ({chunk_size})"
+                            if segment_frames > 0 else f"--segment-frames must be >= 0, got {segment_frames}")
     videos = list({video.resolve(): video for video in expand_videos(videos)}.values())  # named twice: tracked once
     targets = dict(zip(videos, output_paths(videos, out)))  # two videos of one name into one folder: refuse
     infos: dict = {}
@@ -113,7 +119,8 @@ def track(
         videos = _passing(videos, croppable, keep_going, skip)
         if cluster is not None:
             _on_cluster(cluster, videos, model, out, csv, filter_, failed,
-                        {"bbox": box, "batch_size": batch_size, "chunk_size": chunk_size, "resume": resume})
+                        {"bbox": box, "batch_size": batch_size, "chunk_size": chunk_size, "resume": resume},
+                        segment_frames)
             videos = []  # tracked there
 
         @contextlib.contextmanager
@@ -137,16 +144,25 @@ def track(
 
 
 def _on_cluster(spec: str, videos: list[Path], model: str, out: Optional[Path], csv: bool, filter_: bool,
-                failed: list[Path], options: dict) -> None:
+                failed: list[Path], options: dict, segment_frames: int) -> None:
     """Track `videos` on the Dask cluster `spec` (one line per video as it finishes), then print the summary."""
-    from jfacemap.track.cluster import track_work
+    from jfacemap.track.cluster import track_on_cluster
 
-    def fractions(result) -> list[str]:
+    def describe(result) -> list[str]:
+        lines = []
+        if result.extra.get("segments"):
+            lines.append(f"           in {result.extra['segments']} segments on {len(result.extra['workers'])} workers")
         found = result.extra.get("fractions")
-        return [] if found is None else [f"filtered   {', '.join(f'{k} {100 * v:.3f}%' for k, v in found.items())}"]
+        if found is not None:
+            lines.append(f"filtered   {', '.join(f'{k} {100 * v:.3f}%' for k, v in found.items())}")
+        return lines
 
-    run_cluster_command(spec, videos, track_work(model, out, csv, filter_, options), failed, verb="tracked",
-                        stage="track", describe=fractions, refused=len(failed))
+    def submit(client, on_result):
+        return track_on_cluster(client, videos, model, out, csv, filter_=filter_, segment_frames=segment_frames,
+                                on_result=on_result, **options)
+
+    run_cluster_command(spec, videos, None, failed, verb="tracked", stage="track", describe=describe,
+                        refused=len(failed), submit=submit)
 
 
 def _passing(videos: list[Path], test, keep_going: bool, skip) -> list[Path]:

@@ -78,10 +78,10 @@ def partial_path(out_path: str | os.PathLike) -> Path:
 class _Decoder:
     """Chunks of a video from `start` on, decoded in a daemon thread into a bounded queue."""
 
-    def __init__(self, video: Path, chunk_size: int, start: int, depth: int = 1):
+    def __init__(self, video: Path, chunk_size: int, start: int, stop: int | None = None, depth: int = 1):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(video, chunk_size, start), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(video, chunk_size, start, stop), daemon=True)
         self._thread.start()
 
     def _put(self, item) -> bool:
@@ -94,8 +94,8 @@ class _Decoder:
                 pass
         return False
 
-    def _run(self, video: Path, chunk_size: int, start: int) -> None:
-        chunks = iter_chunks(video, chunk_size, start=start, with_valid=True)
+    def _run(self, video: Path, chunk_size: int, start: int, stop: int | None) -> None:
+        chunks = iter_chunks(video, chunk_size, start=start, stop=stop, with_valid=True)
         try:
             for item in chunks:  # (chunk, valid): undecodable frames are zeros, valid False
                 if not self._put(item):
@@ -123,11 +123,13 @@ class _Decoder:
 # ------------------------------------------------------------ partial file ---
 
 
-def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geometry) -> str:
-    """What a partial result depends on: the video file, the weights, the skeleton, the crop."""
+def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geometry,
+                 frames: tuple[int, int | None] | None = None) -> str:
+    """What a partial result depends on: the video file, the weights, the skeleton, the crop (and the
+    frame range of a segment)."""
     st = video.stat()
-    h = hashlib.sha1(json.dumps([str(video.resolve()), st.st_size, st.st_mtime_ns,
-                                 list(map(str, bodyparts)), list(map(int, geometry))]).encode())
+    what = [str(video.resolve()), st.st_size, st.st_mtime_ns, list(map(str, bodyparts)), list(map(int, geometry))]
+    h = hashlib.sha1(json.dumps(what + ([list(frames)] if frames is not None else [])).encode())
     for leaf in jax.tree.leaves(nnx.state(model)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     return h.hexdigest()
@@ -136,7 +138,7 @@ def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geom
 class _Partial:
     """Append-only h5 of finished keypoints; `done` counts frames safely on disk."""
 
-    def __init__(self, path: Path, fingerprint: str, n_keypoints: int, resume: bool):
+    def __init__(self, path: Path, fingerprint: str, n_keypoints: int, resume: bool, first: int = 0):
         self.path = path
         self.file = self._open_existing(fingerprint, n_keypoints) if resume else None
         if self.file is None:
@@ -151,7 +153,7 @@ class _Partial:
             self.file.flush()
         self.done = int(self.file.attrs["done"])
         bad = np.asarray(self.file.attrs.get("undecodable", np.zeros(0, np.int64)), np.int64)
-        self.undecodable = bad[bad < self.done]
+        self.undecodable = bad[bad < first + self.done]  # video indices; rows start at frame `first`
 
     def _open_existing(self, fingerprint: str, n_keypoints: int) -> h5py.File | None:
         if not self.path.is_file():
@@ -210,6 +212,7 @@ def track_video(
     csv_path: str | os.PathLike | None = None,
     postprocess: Callable[[np.ndarray, float], np.ndarray] | None = None,
     predictors: dict | None = None,
+    frames: tuple[int, int | None] | None = None,
 ) -> np.ndarray:
     """Track every frame of `video`; write `out_path` (default `<video>_FacemapPose.h5`).
 
@@ -235,6 +238,10 @@ def track_video(
         (e.g. outlier filtering).
       predictors: a dict shared between calls to reuse compiled predictors
         (keyed by the model object: use a new one after changing its weights).
+      frames: (start, stop) to track only frames start..stop-1 (stop None = to
+        the end): a segment of a long video (`track --cluster --segment-frames`);
+        the output and the returned rows hold those frames only, warnings name
+        frames by their index in the video.
     Returns:
       (T, K, 3) float32 keypoints: x, y in frame pixels, likelihood.
     Raises:
@@ -258,22 +265,23 @@ def track_video(
             raise JfacemapError(f"{video}: {err}") from err
         if predictors is not None:
             predictors[key] = predict
-    fingerprint = _fingerprint(video, model, bodyparts, predict.geometry)
-    partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume)
+    first, last = (0, None) if frames is None else (int(frames[0]), None if frames[1] is None else int(frames[1]))
+    fingerprint = _fingerprint(video, model, bodyparts, predict.geometry, frames and (first, last))
+    partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume, first)
     try:
         parts = [partial.read()]
         if partial.done and (on_resume or on_progress) is not None:
             (on_resume or on_progress)(partial.done)
-        decoder = _Decoder(video, chunk_size, partial.done)
+        decoder = _Decoder(video, chunk_size, first + partial.done, last)
         try:
             pending: tuple[list, int] | None = None
             for chunk, valid in decoder:
                 outs = dispatch_batches(predict, chunk, batch_size)  # queue this chunk first ...
                 if pending is not None:  # ... then wait for the previous one
-                    _finish(partial, parts, pending, on_progress)
+                    _finish(partial, parts, pending, on_progress, first)
                 pending = (outs, valid)
             if pending is not None:
-                _finish(partial, parts, pending, on_progress)
+                _finish(partial, parts, pending, on_progress, first)
         finally:
             decoder.close()
         keypoints = np.concatenate(parts)
@@ -282,21 +290,30 @@ def track_video(
         partial.close()
     if len(bad):
         (on_warning or _warn)(undecodable_message(video, bad))
-    if postprocess is not None:
-        keypoints = np.asarray(postprocess(keypoints, info.fps), np.float32)
-    write_facemap_pose(out, keypoints, bodyparts)
-    if csv_path is not None:
-        write_dlc_csv(csv_path, keypoints, list(bodyparts), scorer="jfacemap", with_likelihood=True)
+    keypoints = write_track_outputs(out, keypoints, bodyparts, info.fps, postprocess, csv_path)
     partial.path.unlink(missing_ok=True)
     return keypoints
 
 
-def _finish(partial: _Partial, parts: list, pending: tuple[list, np.ndarray], on_progress) -> None:
+def write_track_outputs(out: Path, keypoints: np.ndarray, bodyparts: Sequence[str], fps: float,
+                        postprocess: Callable[[np.ndarray, float], np.ndarray] | None = None,
+                        csv_path: str | os.PathLike | None = None) -> np.ndarray:
+    """The end of tracking a video: `postprocess(keypoints, fps)`, then the pose file (and CSV), each
+    written atomically; returns the keypoints written, (T, K, 3) float32."""
+    if postprocess is not None:
+        keypoints = np.asarray(postprocess(keypoints, fps), np.float32)
+    write_facemap_pose(out, keypoints, bodyparts)
+    if csv_path is not None:
+        write_dlc_csv(csv_path, keypoints, list(bodyparts), scorer="jfacemap", with_likelihood=True)
+    return keypoints
+
+
+def _finish(partial: _Partial, parts: list, pending: tuple[list, np.ndarray], on_progress, first: int) -> None:
     outs, valid = pending
     result = gather_batches(outs, len(valid))
     result[~valid, :, :2] = np.nan  # a frame that did not decode: no position, no confidence
     result[~valid, :, 2] = 0.0
-    partial.append(result, np.flatnonzero(~valid) + partial.done)
+    partial.append(result, np.flatnonzero(~valid) + first + partial.done)
     parts.append(result)
     if on_progress is not None:
         on_progress(len(result))
