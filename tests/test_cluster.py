@@ -178,6 +178,25 @@ def test_segments_with_filter_and_csv_match_serial_cli(archive, client, tmp_path
     assert bad.returncode == 1 and "--segment-frames 16: needs --cluster" in bad.stderr
 
 
+def test_segments_of_an_open_gop_h264_seek_to_the_right_frames(archive, client, tmp_path):
+    """Pieces that start inside GOPs of an h264 file with B-frames and open GOPs (tests/hard_videos.py):
+    every piece must begin at its exact frame, or the joined file differs from serial `track`."""
+    from hard_videos import make
+
+    video = make(tmp_path, "open_gop")  # 500 frames, keyframes every 90, 4 B-frames
+    common = ["track", video, "--model", archive / "model", "--chunk-size", 32]
+    serial = run_cli(*common, "--out", tmp_path / "serial")
+    cluster = run_cli(*common, "--out", tmp_path / "cluster", "--cluster", client.scheduler.address,
+                      "--segment-frames", 128)  # starts 128, 256, 384: none on a keyframe
+    assert serial.returncode == 0 and cluster.returncode == 0, serial.stderr + cluster.stderr
+    assert "in 4 segments on" in cluster.stdout
+    a = h5_arrays(tmp_path / "serial" / "open_gop_FacemapPose.h5")
+    b = h5_arrays(tmp_path / "cluster" / "open_gop_FacemapPose.h5")
+    assert sorted(a) == sorted(b) and all(len(v) == 500 for k, v in a.items() if k.endswith("/x"))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 @pytest.mark.parametrize("command", [
     ["svd", "-n", "5", "--roi", "8,40,8,40"],
     ["roi", "--running", "0,32,32,64", "--blink", "8,8,40,40", "--svd-roi", "16,16,48,48", "-n", "4"],
