@@ -5,20 +5,7 @@ import pytest
 
 from jfacemap.live.causal_filter import RULE_DEFAULTS, CausalOutlierFilter
 from jfacemap.track.filter import outlier_report
-
-FPS = 50.0
-
-
-def smooth_keypoints(T=3000, K=3, seed=0, noise=0.3):
-    """Slow smooth motion (under ~1 px per frame), likelihood ~0.9 with small noise: (T, K, 3) float32."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(T)[:, None] / FPS
-    freq = rng.uniform(0.05, 0.25, K)
-    kp = np.empty((T, K, 3), np.float32)
-    kp[..., 0] = 200 + 30 * np.sin(2 * np.pi * freq * t) + rng.normal(0, noise, (T, K))
-    kp[..., 1] = 150 + 20 * np.cos(2 * np.pi * freq * t * 0.7) + rng.normal(0, noise, (T, K))
-    kp[..., 2] = 0.9 + rng.normal(0, 0.01, (T, K))
-    return kp
+from test_filter import FPS, smooth_keypoints
 
 
 def plant(kp, n, seed, start=100):
@@ -58,7 +45,7 @@ def test_defaults_are_the_offline_filters():
 
 
 def test_planted_jumps_and_likelihood_drops_are_flagged_and_held():
-    clean = smooth_keypoints()
+    clean = smooth_keypoints(T=3000)
     kp, planted = plant(clean, 40, seed=1)
     filt = CausalOutlierFilter(3, FPS)
     out, flagged = run(filt, kp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -57,3 +58,23 @@ def run_cluster_command(spec: str, videos: list[Path], work: Callable | None, fa
                        else run_on_cluster(client, work, videos, on_result=one, name=f"jfacemap-{stage}"))
     for line in summary.lines(refused, verb):
         typer.echo(line)
+
+
+def process_videos(videos: list[Path], work: Callable, cluster: Optional[str], stage: str) -> None:
+    """The per-video loop of `svd` and `roi`: `work(video, show_progress=True)` here, one line each, or one task
+    per video on `cluster`; exits 1 when a video failed there. `work` returns a VideoOutput whose
+    extra["kept"] says what was written."""
+    label = f"{stage:<10} "
+    if cluster is not None:
+        failed: list[Path] = []
+        run_cluster_command(cluster, [v.absolute() for v in videos], work, failed, verb="done", stage=stage,
+                            describe=lambda result: [f"{label}{result.output}  ({result.extra['kept']})"])
+        if failed:
+            raise typer.Exit(code=1)
+        return
+    for video in videos:
+        start = time.perf_counter()
+        done = work(video, show_progress=True)
+        for message in done.warnings:
+            typer.echo(f"warning: {message}", err=True)
+        typer.echo(f"{label}{done.output}  ({done.extra['kept']}, {time.perf_counter() - start:.1f} s)")

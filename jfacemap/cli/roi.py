@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, run_cluster_command
+from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, process_videos
 from jfacemap.cli.progress import phase_bars, progress_bar
 from jfacemap.errors import JfacemapError
 
@@ -74,19 +73,7 @@ def roi(
             target.with_name(target.name + ".partial").unlink(missing_ok=True)
     work = functools.partial(roi_one_video, request=request, boxes=tuple(boxes), svd_boxes=tuple(svd_boxes),
                              components=components, bin_=bin_, out=None if out is None else out.absolute())
-    if cluster is not None:
-        failed: list[Path] = []
-        run_cluster_command(cluster, [v.absolute() for v in videos], work, failed, verb="done", stage="roi",
-                            describe=lambda result: [f"roi        {result.output}  ({result.extra['kept']})"])
-        if failed:
-            raise typer.Exit(code=1)
-        return
-    for video in videos:
-        start = time.perf_counter()
-        done = work(video, show_progress=True)
-        for message in done.warnings:
-            typer.echo(f"warning: {message}", err=True)
-        typer.echo(f"roi        {done.output}  ({done.extra['kept']}, {time.perf_counter() - start:.1f} s)")
+    process_videos(videos, work, cluster, "roi")
 
 
 def roi_one_video(video: Path, *, request, boxes: tuple[str, ...], svd_boxes: tuple, components: int, bin_: int,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, run_cluster_command
+from jfacemap.cli.cluster import CLUSTER_HELP, check_cluster, process_videos
 from jfacemap.cli.progress import phase_bars
 from jfacemap.errors import JfacemapError
 from jfacemap.io.video import video_info
@@ -67,19 +66,7 @@ def svd(
             raise JfacemapError(f"{video}: {err}") from err
     work = functools.partial(svd_one_video, components=components, bin_=bin_, rois=tuple(rois), movie=not no_movie,
                              motion=not no_motion, out=None if out is None else out.absolute())
-    if cluster is not None:
-        failed: list[Path] = []
-        run_cluster_command(cluster, [v.absolute() for v in videos], work, failed, verb="done", stage="svd",
-                            describe=lambda result: [f"svd        {result.output}  ({result.extra['kept']})"])
-        if failed:
-            raise typer.Exit(code=1)
-        return
-    for video in videos:
-        start = time.perf_counter()
-        done = work(video, show_progress=True)
-        for message in done.warnings:
-            typer.echo(f"warning: {message}", err=True)
-        typer.echo(f"svd        {done.output}  ({done.extra['kept']}, {time.perf_counter() - start:.1f} s)")
+    process_videos(videos, work, cluster, "svd")
 
 
 def svd_one_video(video: Path, *, components: int, bin_: int, rois: tuple, movie: bool, motion: bool,

@@ -129,7 +129,7 @@ def _join_segments(video: Path, out: Path, pieces: list[VideoResult], csv: bool,
 
     started = time.perf_counter()
     parts = [read_facemap_pose(piece.output) for piece in pieces]
-    keypoints = np.concatenate([kp for kp, _ in parts]) if parts else np.zeros((0, 0, 3), np.float32)
+    keypoints = np.concatenate([kp for kp, _ in parts])
     fractions: dict = {}
     try:
         write_track_outputs(out, keypoints, parts[0][1], video_info(video, exact=False).fps,
@@ -206,7 +206,7 @@ def track_on_cluster(
         if results[i] is not None:
             continue  # the video failed already (another of its pieces)
         if piece.error is not None or len(plans[i]) == 1:
-            results[i] = piece if piece.error is None else piece._replace(video=videos[i])
+            results[i] = piece
         else:
             got[i][t] = piece
             if len(got[i]) < len(plans[i]):
