@@ -19,8 +19,10 @@ epochs, LR / 10 then / 25 for the last 3 + 3 epochs):
 Errors are mean Euclidean px in the frames' own pixels over labelled points,
 on the training frames and on the held-out ones. Time per epoch: the
 original's whole training / epochs; jfacemap's median epoch (its first epoch
-also compiles, reported apart). Both run on the same pinned core(s) with one
-thread each, one after the other. Writes bench/results/<name>.json.
+also compiles, reported apart). Both run on the same pinned core(s), one
+after the other: the original with one torch thread per core, jfacemap with
+one JAX CPU device per core (`use_cpu_cores`, as `jfacemap train`). Writes
+bench/results/<name>.json.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def run_jfacemap(images, keypoints, names, train, test, epochs, seed, recipe="ba
     out = {"program": f"jfacemap ({plan.name})", "train": {k: ev_train[k] for k in pick},
             "test": {k: ev_test[k] for k in pick},
             "seconds_per_epoch": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
-            "first_epoch_seconds": seconds[0], "train_seconds": total,
+            "first_epoch_seconds": seconds[0], "train_seconds": total, "devices": history[0].get("devices", 1),
             "steps_per_epoch": history[0]["steps"], "epochs": epochs, "recipe": plan.to_dict(),
             "final_loss": history[-1]["loss"], "_model": model}
     if save is not None:
@@ -192,6 +194,9 @@ def main(argv=None) -> dict:
     if cores:
         os.sched_setaffinity(0, cores)  # jfacemap runs in this process
     threads = max(1, len(cores)) if cores else 1
+    from jfacemap.track.cpu_devices import use_cpu_cores
+
+    use_cpu_cores()  # one JAX CPU device per pinned core, as `jfacemap train` does
     images, keypoints, names, train, test = load_split(args.seed)
     rows = []
     if args.only in (None, "original"):

@@ -115,6 +115,9 @@ def main(argv=None) -> int:
                     help="per-epoch checkpoints (default ~/.cache/jfacemap/train-<name>)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (< 2 min on a CPU)")
     args = ap.parse_args(argv)
+    from jfacemap.track.cpu_devices import use_cpu_cores
+
+    use_cpu_cores()  # one JAX CPU device per core this process may use (taskset), each with its share of the batch
 
     if args.quick:
         args.seeds, args.frames_per_seed, args.session_frames = 2, 4, 500

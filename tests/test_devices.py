@@ -143,3 +143,28 @@ def test_train_devices_divide_the_batch():
     assert [len(train_devices(b, devices)) for b in (8, 16, 4, 6, 5, 7, 1, 3)] == [8, 8, 4, 6, 5, 7, 1, 3]
     assert [len(train_devices(b, devices[:2])) for b in (4, 3, 1)] == [2, 1, 1]
     assert train_devices(6, devices) == devices[:6]
+
+
+CORES_SCRIPT = textwrap.dedent("""
+    import json, os
+    import jax, jax.numpy as jnp
+    from jfacemap.track.cpu_devices import use_cpu_cores
+    first = use_cpu_cores(int(os.environ["WANT"]))
+    jnp.ones(3).block_until_ready()  # JAX's backends are up from here
+    later = use_cpu_cores(5)
+    print(json.dumps({"first": first, "later": later, "devices": len(jax.devices("cpu"))}))
+""")
+
+
+def _cores_run(want: int, xla_flags: str = "") -> dict:
+    env = dict(os.environ, WANT=str(want), XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", CORES_SCRIPT], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_use_cpu_cores_sets_the_device_count_before_jax_starts_only():
+    # Before the first computation it takes effect; after, it changes nothing (and says so).
+    assert _cores_run(3) == {"first": 3, "later": 3, "devices": 3}
+    # A count the user set in XLA_FLAGS wins.
+    assert _cores_run(3, "--xla_force_host_platform_device_count=2") == {"first": 2, "later": 2, "devices": 2}

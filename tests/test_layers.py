@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jfacemap.nets.layers import batch_norm_train, conv3x3_one_channel, max_pool_3x3_s2
+from jfacemap.nets.layers import (
+    batch_norm_train,
+    conv3x3_of_upsampled,
+    conv3x3_one_channel,
+    max_pool_3x3_s2,
+    subpixel_kernels,
+)
 
 
 def _reference_pool(x):
@@ -80,6 +86,30 @@ def test_one_channel_conv_matches_lax_conv_and_its_gradients():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 4, 2)])
+def test_conv_of_upsampled_map_matches_direct_form_and_gradients(shape):
+    """conv3x3(nearest_x2(z)) computed at low resolution equals the direct
+    form, and so do its gradients (to the kernel, through the sub-pixel fold)."""
+    z = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 4))
+
+    def ours(z, w):
+        return conv3x3_of_upsampled(z, subpixel_kernels(w))
+
+    def direct(z, w):
+        up = jnp.repeat(jnp.repeat(z, 2, axis=1), 2, axis=2)
+        return jax.lax.conv_general_dilated(up, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            precision=jax.lax.Precision.HIGHEST)
+
+    y, vjp = jax.vjp(ours, z, w)
+    y_ref, ref_vjp = jax.vjp(direct, z, w)
+    assert y.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = jax.random.normal(jax.random.key(2), y.shape)
+    for got, want in zip(vjp(g), ref_vjp(g)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
 def test_unet_train_mode_matches_library_layers():
     """The whole network in train mode: outputs, parameter gradients and
     running statistics equal those of the same network built from the library
@@ -105,8 +135,13 @@ def test_unet_train_mode_matches_library_layers():
         x = self.norm(x, use_running_average=use_running_average)
         return self.conv(jax.nn.relu(x) if self.relu else x)
 
+    def library_upsampled_unit(self, low, skip):
+        up = jnp.repeat(jnp.repeat(low, 2, axis=1), 2, axis=2)
+        return library_unit(self, jnp.concatenate([up, skip], axis=-1), use_running_average=False)
+
     patched = pytest.MonkeyPatch()
     patched.setattr(unet.BNConv, "__call__", library_unit)
+    patched.setattr(unet.BNConv, "on_upsampled_train", library_upsampled_unit)
     patched.setattr(unet, "max_pool_3x3_s2", _reference_pool)
     try:
         ref = run(model)

@@ -66,6 +66,9 @@ def _fit(labels: Path, out: Path, video, bbox, recipe: str, epochs, seed: int, h
         raise JfacemapError(f"{labels}: --holdout must be in [0, {len(images) - 1}] for {len(images)} labelled frames")
     test = None if test_labels is None else load_labelled_frames(test_labels, test_video, names)
 
+    from jfacemap.track.cpu_devices import use_cpu_cores
+
+    use_cpu_cores()  # before JAX's first computation: each batch is split over the cores
     from jfacemap.track.model_store import load_tracker, save_tracker
     from jfacemap.track.train import RECIPES, evaluate_tracker, get_recipe, train_tracker
 

