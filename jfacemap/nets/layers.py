@@ -195,6 +195,11 @@ conv3x3_one_channel.defvjp(_conv_one_fwd, _conv_one_bwd)
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+def conv_nhwc(x: jax.Array, w: jax.Array, padding="SAME") -> jax.Array:
+    """Stride-1 convolution, x (B, H, W, C) NHWC, w HWIO (default precision, as nnx.Conv)."""
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+
+
 def subpixel_kernels(w: jax.Array) -> list[list[jax.Array]]:
     """3x3 HWIO kernel applied after a nearest x2 upsample -> four 2x2
     kernels on the low-resolution input, [row phase][column phase].
@@ -222,8 +227,7 @@ def conv3x3_of_upsampled(z: jax.Array, sub) -> jax.Array:
     instead of 36 taps per low-resolution pixel, and the upsampled map is
     never built. Equal to the direct form up to float32 rounding."""
     pads = ((1, 0), (0, 1))  # phase 0: low pixels (i-1, i); phase 1: (i, i+1)
-    phases = [[lax.conv_general_dilated(z, sub[a][b], (1, 1), (pads[a], pads[b]), dimension_numbers=_DN)
-               for b in range(2)] for a in range(2)]
+    phases = [[conv_nhwc(z, sub[a][b], (pads[a], pads[b])) for b in range(2)] for a in range(2)]
     bsz, h, w, c = phases[0][0].shape
     # (a, b, B, h, w, O) -> (B, h, a, w, b, O) -> (B, 2h, 2w, O)
     return jnp.stack([jnp.stack(row) for row in phases]).transpose(2, 3, 0, 4, 1, 5).reshape(bsz, 2 * h, 2 * w, c)

@@ -39,6 +39,7 @@ from jfacemap.nets.layers import (
     batch_norm_train,
     conv3x3_of_upsampled,
     conv3x3_one_channel,
+    conv_nhwc,
     max_pool_3x3_s2,
     subpixel_kernels,
 )
@@ -123,9 +124,7 @@ class BNConv(nnx.Module):
         s, mean_skip, var_skip = batch_norm_train(skip, scale[c:], bias[c:], norm.epsilon, self.relu)
         self._update_running_stats(jnp.concatenate([mean_low, mean_skip]), jnp.concatenate([var_low, var_skip]))
         kernel = self.conv.kernel[...]
-        skip_part = jax.lax.conv_general_dilated(s, kernel[:, :, c:], (1, 1), "SAME",
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return conv3x3_of_upsampled(z, subpixel_kernels(kernel[:, :, :c])) + skip_part
+        return conv3x3_of_upsampled(z, subpixel_kernels(kernel[:, :, :c])) + conv_nhwc(s, kernel[:, :, c:])
 
     def _update_running_stats(self, mean: jax.Array, var: jax.Array) -> None:
         norm, m = self.norm, self.norm.momentum

@@ -43,9 +43,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from jfacemap.nets.layers import conv3x3_of_upsampled, max_pool_3x3_s2, subpixel_kernels
+from jfacemap.nets.layers import conv3x3_of_upsampled, conv_nhwc, max_pool_3x3_s2, subpixel_kernels
 from jfacemap.nets.unet import FacemapUNet
 
 _LIB = "LIBRARY_FUSION_TYPE_"
@@ -54,9 +53,6 @@ _LIB = "LIBRARY_FUSION_TYPE_"
 # only, so that convolutions run on XLA's Eigen kernels. Not the default
 # (see the module docstring).
 EIGEN_CONV_OPTIONS: dict[str, str] = {"xla_cpu_experimental_ynn_fusion_type": _LIB + "INDIVIDUAL_DOT"}
-
-_DN = ("NHWC", "HWIO", "NHWC")
-
 
 def _bn_affine(norm) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode BatchNorm as y = x * scale + shift (float32, numpy)."""
@@ -71,10 +67,6 @@ def _bn_affine(norm) -> tuple[np.ndarray, np.ndarray]:
 def _unit_params(unit) -> dict:
     scale, shift = _bn_affine(unit.norm)
     return {"scale": scale, "shift": shift, "kernel": np.asarray(unit.conv.kernel.get_value(), np.float32)}
-
-
-def _conv(x: jax.Array, w: jax.Array, padding) -> jax.Array:
-    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
 
 
 def _bn_relu(x: jax.Array, p: dict, relu: bool = True) -> jax.Array:
@@ -104,7 +96,7 @@ def _up_unit(low: jax.Array, skip: jax.Array, p: dict) -> jax.Array:
     z = jax.nn.relu(low * p["scale"][:c_low] + p["shift"][:c_low])  # BN/ReLU commute with nearest upsample
     s = jax.nn.relu(skip * p["scale"][c_low:] + p["shift"][c_low:])
     up = conv3x3_of_upsampled(z, p["sub"])
-    return up + _conv(s, p["kernel_skip"], ((1, 1), (1, 1)))
+    return up + conv_nhwc(s, p["kernel_skip"], ((1, 1), (1, 1)))
 
 
 def inference_params(model: FacemapUNet) -> dict:
@@ -142,12 +134,12 @@ def fast_forward(params: dict, x: jax.Array):
             x = _first_unit(x, u0)
         else:
             x = max_pool_3x3_s2(x)
-            x = _conv(_bn_relu(x, u0), u0["kernel"], ((1, 1), (1, 1)))
-        x = _conv(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
+            x = conv_nhwc(_bn_relu(x, u0), u0["kernel"], ((1, 1), (1, 1)))
+        x = conv_nhwc(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
         skips.append(x)
     for k, (u0, u1) in enumerate(params["decoder"]):
         x = _up_unit(x, skips[-2 - k], u0)
-        x = _conv(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
+        x = conv_nhwc(_bn_relu(x, u1), u1["kernel"], ((1, 1), (1, 1)))
 
     # The three 1x1 heads as one matmul (64 -> 3K channels), then split.
     w, b = params["heads"]
