@@ -79,7 +79,14 @@ def main(argv=None) -> int:
     test_seeds = [TEST_SEED_BASE + i for i in range(args.test_sessions)]
     test, test_kp, _ = build_set(test_seeds, ["lab2"] * len(test_seeds), args.test_frames, args.session_frames)
 
-    config = {"base": args.base, "counts": counts, "pool_sessions": args.pool_sessions,
+    from jfacemap.track.model_store import read_model_json
+
+    # the weights' checksum too: a resumed curve must not mix two models shipped under one name
+    try:
+        weights = read_model_json(args.base).get("weights_sha256")
+    except (OSError, ValueError):  # a .pt file or the original's installed model: no model.json
+        weights = None
+    config = {"base": args.base, "weights": weights, "counts": counts, "pool_sessions": args.pool_sessions,
               "test_seeds": [test_seeds[0], test_seeds[-1]], "test_frames": int(len(test)),
               "recipes": {k: r.to_dict() for k, r in recipes.items()}, "seed": args.seed}
     partial = RESULTS / ("finetune_curve_quick.partial.json" if args.quick else "finetune_curve.partial.json")

@@ -27,11 +27,11 @@ def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8) -> tupl
       mass_near     share of the heatmap's mass within 2 sigma (6 cells) of its maximum
       peak_ratio    1 - (highest value farther than 2 sigma from the maximum) / maximum
     """
-    geom = crop_geometry(frames.shape, bbox, NET_SIZE)
+    geom = crop_geometry(frames.shape, bbox, NET_SIZE, model.context)
 
     @jax.jit
     def run(x):
-        out = model(preprocess(x, bbox), train=False)
+        out = model(preprocess(x, bbox, context=model.context), train=False)
         hm = out.heatmap
         kp = decode_heatmaps(hm, out.offset_x, out.offset_y, stride=NET_SIZE / hm.shape[1])
         b, g, _, k = hm.shape

@@ -104,6 +104,9 @@ def main(argv=None) -> int:
     ap.add_argument("--styles", default="lab1", help="training style families, comma-separated (e.g. wild)")
     ap.add_argument("--held-out", default="lab2", help="styles tested but never trained on, comma-separated")
     ap.add_argument("--init", default=None, help="start from this model's weights (name or folder)")
+    ap.add_argument("--context", type=float, default=None,
+                    help="input context (FacemapUNet.context: the crop padded to a square this many times its side); "
+                         "default 1, or --init's")
     ap.add_argument("--test-seeds", type=int, default=5)
     ap.add_argument("--test-frames", type=int, default=20, help="test frames per held-out session")
     ap.add_argument("--recipe", default="base")
@@ -158,20 +161,35 @@ def main(argv=None) -> int:
         init_model, init_names, _ = load_tracker(args.init)
         if list(init_names) != list(bodyparts):
             raise SystemExit(f"--init {args.init}: bodyparts {init_names} differ from the training set's")
+        if args.context is not None:
+            init_model.context = float(args.context)  # same weights, trained on from here at this context
+
+    # A learning curve on what training never sees: the held-out styles and the real faces (reported only;
+    # the run keeps its last epoch whatever these say, so they select nothing).
+    test_seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]
+    held_out_sets = {style: build_set(test_seeds, [style] * len(test_seeds), args.test_frames, args.session_frames)
+                     for style in held_out}
+
+    def validate(model) -> dict:
+        scores = {style: evaluate_tracker(model, tf, tk, bodyparts)["mean_px"] for style, (tf, tk, _) in held_out_sets.items()}
+        real = real_face_errors(model, bodyparts)
+        return scores | ({"real-faces": real["mean_px"]} if real else {})
 
     def on_epoch(epoch, row):
+        curve = "  ".join(f"{k} {v:.1f} px" for k, v in row.get("validate", {}).items())
         print(f"epoch {epoch + 1}/{recipe.epochs}  loss {row['loss']:.3f} (heatmap {row['heatmap']:.3f}, "
-              f"offset {row['offset']:.3f})  lr {row['lr']:.2g}  {row['seconds']:.1f} s", flush=True)
+              f"offset {row['offset']:.3f})  lr {row['lr']:.2g}  {row['seconds']:.1f} s  {curve}", flush=True)
 
     t0 = time.perf_counter()
     model, history = train_tracker(frames, keypoints, bodyparts, recipe, init_model=init_model, seed=args.seed,
-                                   on_epoch=on_epoch, checkpoint_dir=ckpt)
+                                   on_epoch=on_epoch, checkpoint_dir=ckpt, context=args.context or 1.0,
+                                   validate=validate)
     t_train = time.perf_counter() - t0
 
     errors, rows = {}, []
     for style in sorted(set(styles)) + held_out:
-        test_seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]
-        tf, tk, _ = build_set(test_seeds, [style] * len(test_seeds), args.test_frames, args.session_frames)
+        tf, tk, _ = held_out_sets.get(style) or build_set(test_seeds, [style] * len(test_seeds), args.test_frames,
+                                                          args.session_frames)
         result = evaluate_tracker(model, tf, tk, bodyparts)
         result.pop("per_frame_px")
         errors[style] = result | {"seeds": test_seeds}

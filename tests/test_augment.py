@@ -11,21 +11,23 @@ from jfacemap.track.preprocess import crop_geometry, keypoints_to_network, norma
 # jitted: op-by-op dispatch compiles every small op and is slower on a CPU
 apply_params = jax.jit(apply_params, static_argnames=("base_side", "size", "intensity", "mirror"))
 sample_params = jax.jit(sample_params, static_argnums=(1, 2, 3, 4))
-preprocess = jax.jit(preprocess, static_argnames=("bbox",))
+preprocess = jax.jit(preprocess, static_argnames=("bbox", "context"))
 normalize_percentile = jax.jit(normalize_percentile)
 
 
-@pytest.mark.parametrize("shape, bbox", [((2, 256, 256), None), ((2, 300, 200), (10, 190, 20, 251))])
-def test_identity_equals_preprocess(shape, bbox):
+@pytest.mark.parametrize("shape, bbox, context", [((2, 256, 256), None, 1.0), ((2, 300, 200), (10, 190, 20, 251), 1.0),
+                                                  ((2, 300, 200), (10, 190, 20, 251), 2.2), ((2, 256, 256), None, 1.5)])
+def test_identity_equals_preprocess(shape, bbox, context):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, shape).astype(np.uint8)
-    geom = crop_geometry(shape, bbox)
+    geom = crop_geometry(shape, bbox, context=context)
     # Labels inside the box (those outside are cropped away by design).
     kp = np.stack([rng.uniform(geom.x0, geom.x0 + geom.width - 1, (shape[0], 5)),
                    rng.uniform(geom.y0, geom.y0 + geom.height - 1, (shape[0], 5))], -1).astype(np.float32)
     kp[0, 1] = np.nan
-    images, out_kp = augment_batch(jax.random.key(0), normalize_percentile(jnp.asarray(frames)), kp, IDENTITY, bbox)
-    np.testing.assert_allclose(images, preprocess(jnp.asarray(frames), bbox), atol=1e-5)
+    x = normalize_percentile(jnp.asarray(frames))
+    images, out_kp = augment_batch(jax.random.key(0), x, kp, IDENTITY, bbox, context=context)
+    np.testing.assert_allclose(images, preprocess(jnp.asarray(frames), bbox, context=context), atol=1e-5)
     np.testing.assert_allclose(out_kp, keypoints_to_network(jnp.asarray(kp), geom), atol=1e-4)
     assert np.isnan(out_kp[0, 1]).all()
 

@@ -89,6 +89,22 @@ def test_preprocess_output_and_jit():
     assert g.pad_top > 0 and np.all(np.asarray(out)[:, : int(g.pad_top * g.scale) - 1] == 0)  # zero padding
 
 
+def test_context_is_zero_padding_around_the_normalised_crop():
+    frames = _frames(2, 60, 80)
+    got = np.asarray(preprocess(jnp.asarray(frames), context=2.0))
+    # side 80 -> 160: the frame sits 40 columns and 50 rows in, on zeros (after normalising)
+    padded = np.pad(np.asarray(normalize_percentile(jnp.asarray(frames))), ((0, 0), (50, 50), (40, 40)))
+    want = np.asarray(crop_pad_resize(jnp.asarray(padded)))[..., None]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    g = crop_geometry(frames.shape, (5, 75, 2, 58), context=1.5)
+    assert (g.side, g.pad_left, g.pad_top) == (round(1.5 * 70), (105 - 70) // 2, (105 - 56) // 2)
+    point = jnp.asarray([[30.0, 20.0]])
+    np.testing.assert_allclose(keypoints_to_frame(keypoints_to_network(point, g), g), point, atol=1e-4)
+    for bad in (0.5, float("nan")):
+        with pytest.raises(ValueError, match="context"):
+            crop_geometry(frames.shape, None, context=bad)
+
+
 bbox_strategy = st.tuples(
     st.integers(0, 150), st.integers(1, 170), st.integers(0, 100), st.integers(1, 120)
 ).map(lambda t: (t[0], t[0] + t[1], t[2], t[2] + t[3]))

@@ -429,26 +429,55 @@ def test_wild_hides_whiskers_but_never_the_keypoint_ones():
     assert make_layout(sample_face_params(0)).whiskers.opacity is None
 
 
+def _eye_nose_uv(style, names, seeds=range(12)):
+    """Mean (u, v) of keypoints `names` in the eye -> nose(tip) frame (u along, v below, in axis
+    lengths) over whole-face views of sessions `seeds`: an (len(names), 2) array."""
+    out = []
+    for seed in seeds:
+        p = dataclasses.replace(sample_face_params(seed, style=style), rotation=0.0, zoom=0.6,
+                                shift_x=0.0, shift_y=0.0, flip=False)
+        kp = render_frames(p, simulate_behavior(2, seed=seed), 0, 1)[1][0]
+        eye = np.nanmean(kp[EYE, :2], axis=0)
+        axis = kp[K["nose(tip)"], :2] - eye
+        length = np.hypot(*axis)
+        normal = np.array([-axis[1], axis[0]]) / length
+        normal = normal if normal[1] > 0 else -normal
+        d = kp[[K[name] for name in names], :2] - eye
+        out.append(np.stack([d @ axis / length**2, d @ normal / length], axis=1))
+    return np.nanmean(np.array(out), axis=0)
+
+
 def test_wild_whisker_keypoints_sit_low_and_back_like_real_faces():
     """In the eye -> nose(tip) frame (u along, v below, in axis lengths) real
     whisker keypoints average u ~0.56, v ~0.19 (bench/render_vs_real.py);
     lab1's sit at ~0.66, ~0.04. The wild family must move toward the real ones."""
     def whisker_uv(style):
-        out = []
-        for seed in range(12):
-            p = dataclasses.replace(sample_face_params(seed, style=style), rotation=0.0, zoom=0.6,
-                                    shift_x=0.0, shift_y=0.0, flip=False)
-            kp = render_frames(p, simulate_behavior(2, seed=seed), 0, 1)[1][0]
-            eye = np.nanmean(kp[EYE, :2], axis=0)
-            axis = kp[K["nose(tip)"], :2] - eye
-            length = np.hypot(*axis)
-            normal = np.array([-axis[1], axis[0]]) / length
-            normal = normal if normal[1] > 0 else -normal
-            for name in ("whisker(I)", "whisker(II)", "whisker(III)"):
-                d = kp[K[name], :2] - eye
-                out.append((d @ axis / length**2, d @ normal / length))
-        return np.nanmean(np.array(out), axis=0)
+        return _eye_nose_uv(style, ("whisker(I)", "whisker(II)", "whisker(III)")).mean(axis=0)
 
     (u1, v1), (uw, vw) = whisker_uv("lab1"), whisker_uv("wild")
     assert uw < u1 - 0.04 and vw > v1 + 0.08
     assert 0.45 < uw < 0.65 and 0.08 < vw < 0.3
+
+
+def test_wild_nose_keypoints_sit_around_a_blunt_muzzle_like_real_faces():
+    """Real faces (bench/render_vs_real.py) put nose(bottom) well below the eye -> nose(tip)
+    axis (v ~0.19), nose(top) above it (v ~-0.10, u ~0.84) and nose(r) ahead of the tip
+    (u ~1.12); lab1 puts nose(bottom) at v ~0.06 and nose(r) behind the tip."""
+    names = ("nose(bottom)", "nose(top)", "nose(r)")
+    (_, bottom_v), (top_u, top_v), (r_u, r_v) = _eye_nose_uv("wild", names)
+    assert 0.14 < bottom_v < 0.24 and -0.14 < top_v < -0.05 and 0.8 < top_u < 0.9
+    assert 1.05 < r_u < 1.16 and 0.04 < r_v < 0.14
+    # on the picture: bottom, tip and nostril on the rhinarium disc, nose(top) on the snout's contour
+    from jfacemap.synth import geometry as g
+
+    for seed in range(4):
+        r = get_renderer(sample_face_params(seed, style="wild"))
+        lat = simulate_behavior(3, seed=seed)
+        u, v = r.keypoints_head(lat)
+        L = r.L
+        nu, nv = g.nose_centre(L, lat.nose_x, lat.nose_y)
+        for name in ("nose(bottom)", "nose(tip)", "nose(r)"):
+            assert np.all(np.hypot(u[:, K[name]] - nu, v[:, K[name]] - nv) <= L.nose_r + 1e-3)
+        top = K["nose(top)"]
+        d = g.sd_round_cone(u[:, top], v[:, top], *L.snout_a, L.snout_ra, nu, nv, L.nose_r)
+        np.testing.assert_allclose(d, 0.0, atol=1e-3)

@@ -1,5 +1,7 @@
 """Tracker training: loss masking, presets, LR schedule, training, checkpoints, model store, evaluation."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -187,6 +189,30 @@ def test_training_lowers_the_loss_and_resumes_exactly(data, tmp_path):
         train_tracker(frames, kp, names, FAST, channels=SMALL, seed=2, checkpoint_dir=ck)
 
 
+def test_validate_sees_each_epochs_model_and_changes_nothing(data):
+    frames, kp, names = data
+
+    def score(model):  # heatmap peak of the first frame: any change of weights or statistics moves it
+        return {"peak": float(model(jnp.asarray(frames[:1, :, :, None] / 255.0, jnp.float32), train=False).heatmap.max())}
+
+    plain, _ = train_tracker(frames, kp, names, FAST, channels=SMALL, seed=1,
+                             on_epoch=lambda epoch, row: epoch == 1)
+    seen, history = train_tracker(frames, kp, names, FAST, channels=SMALL, seed=1, validate=score,
+                                  on_epoch=lambda epoch, row: epoch == 1)
+    assert _same(seen, plain)  # validating never touches training
+    assert [sorted(h["validate"]) for h in history] == [["peak"], ["peak"]]
+    assert history[1]["validate"]["peak"] == pytest.approx(score(plain)["peak"], rel=1e-5)
+    assert history[0]["validate"]["peak"] != pytest.approx(history[1]["validate"]["peak"], rel=1e-5)
+
+
+def test_context_of_a_new_network_and_of_a_fine_tuned_one(data):
+    frames, kp, names = data
+    one = FAST.replace(epochs=1)
+    wide, _ = train_tracker(frames, kp, names, one, channels=SMALL, seed=1, context=1.6)
+    tuned, _ = train_tracker(frames, kp, names, one, init_model=wide, seed=1)
+    assert wide.context == tuned.context == 1.6
+
+
 # ------------------------------------------------------------ model store ---
 
 
@@ -202,6 +228,14 @@ def test_model_store_round_trip(tmp_path, monkeypatch):
     assert got_names == names and meta["errors"]["mean_px"] == 1.0 and meta["channels"] == list(SMALL)
     assert _same(loaded, model) and loaded.use_running_average
     assert "mine" in model_store.list_trackers()
+    assert loaded.context == 1.0
+    wide = FacemapUNet(3, SMALL, context=1.75, rngs=nnx.Rngs(5))  # the input convention travels with the weights
+    model_store.save_tracker(folder, wide, names)
+    assert model_store.load_tracker("mine")[0].context == 1.75
+    info = json.loads((folder / "model.json").read_text())
+    del info["context"]  # a folder written before context existed is the original's convention
+    (folder / "model.json").write_text(json.dumps(info))
+    assert model_store.load_tracker("mine")[0].context == 1.0
     with pytest.raises(FileNotFoundError):
         model_store.load_tracker("not-a-model")
 

@@ -154,6 +154,11 @@ class FacemapUNet(nnx.Module):
         - 1 - n_upsample) (default 64 for a 256 input).
       kernel: conv kernel size of the blocks.
       in_channels: image channels (1, grayscale).
+      context: the input convention, not the network: the crop box is
+        zero-padded to a square `context` times its side before the resize
+        to 256 (`preprocess.crop_geometry`), so the face appears smaller
+        with room around it. 1 = the original's. Tracking and training
+        read it from the model, so a fine-tuned model keeps it.
       rngs: NNX random streams for the initial weights.
     """
 
@@ -165,6 +170,7 @@ class FacemapUNet(nnx.Module):
         kernel: int = 3,
         in_channels: int = 1,
         *,
+        context: float = 1.0,
         rngs: nnx.Rngs,
     ):
         channels = tuple(int(c) for c in channels)
@@ -177,6 +183,7 @@ class FacemapUNet(nnx.Module):
         self.n_upsample = int(n_upsample)
         self.kernel = int(kernel)
         self.in_channels = int(in_channels)
+        self.context = float(context)
         # Read and set by nnx's model.train() / model.eval().
         self.use_running_average = True
 
@@ -252,7 +259,7 @@ def with_new_heads(model: FacemapUNet, old_bodyparts, new_bodyparts, seed: int =
     if len(old) != model.n_keypoints:
         raise ValueError(f"model has {model.n_keypoints} keypoints, {len(old)} bodyparts given")
     fresh = FacemapUNet(len(new_bodyparts), model.channels, model.n_upsample, model.kernel,
-                        model.in_channels, rngs=nnx.Rngs(seed))
+                        model.in_channels, context=model.context, rngs=nnx.Rngs(seed))
     nnx.update(fresh.encoder, nnx.state(model.encoder))
     nnx.update(fresh.decoder, nnx.state(model.decoder))
     for name in ("heatmap_head", "offset_x_head", "offset_y_head"):

@@ -195,12 +195,21 @@ class Layout:
     paw_stroke: tuple  # stroke vector (head units per unit of paw_stroke)
     paw_up: tuple  # unit vector from wrist to digits
     nosebridge: tuple = field(default=(np.nan, np.nan))
+    # where the nose keypoints sit (see FaceParams): radians around the rhinarium, nostril
+    # distance in rhinarium radii, nose(top) fraction along the upper snout contour
+    nose_tip_angle: float = float(np.deg2rad(30.0))
+    nose_bottom_angle: float = float(np.deg2rad(85.0))
+    nostril_angle: float = float(np.deg2rad(-45.0))
+    nostril_dist: float = 0.55
+    nose_top_mu: float = 0.8
+    snout_blend: float = 0.0  # smooth-union width of the snout with the head (0: hard union)
+    face_front: tuple | None = None  # (u, v, r) front circle of the static head; None: the snout base
 
 
 def make_layout(p: FaceParams) -> Layout:
     rng = np.random.default_rng(p.whisker_seed)
     nose = (p.nose_u, p.nose_v)
-    snout_a = (p.nose_u - 52.0, p.nose_v - 22.0)
+    snout_a = (p.nose_u - 52.0, p.nose_v - 22.0 - p.snout_droop)
     skull = (p.eye_u - 90.0, p.eye_v + 35.0)
     mouth = (p.nose_u - p.jaw_len - 9.0, p.nose_v + p.nose_r + 3.0)
     lip_front = (p.nose_u - 9.0, p.nose_v + p.nose_r + 2.0)
@@ -264,12 +273,29 @@ def make_layout(p: FaceParams) -> Layout:
         paw_target=(nose[0] - 22.0, nose[1] + 8.0),
         paw_stroke=(float(stroke[0]), float(stroke[1])),
         paw_up=(float(up[0]), float(up[1])),
+        nose_tip_angle=float(np.deg2rad(p.nose_tip_deg)),
+        nose_bottom_angle=float(np.deg2rad(p.nose_bottom_deg)),
+        nostril_angle=float(np.deg2rad(p.nostril_deg)),
+        nostril_dist=p.nostril_dist,
+        nose_top_mu=p.nose_top_mu,
+        snout_blend=p.snout_blend,
+        face_front=_face_front(p),
     )
+
+
+def _face_front(p: FaceParams):
+    """Front circle of the static head when the snout droops or blends in (else None: the snout base).
+
+    The face keeps its depth under a raised, narrower snout base: no gap opens between snout and chin."""
+    if p.snout_droop == 0 and p.snout_blend == 0:
+        return None
+    return (p.nose_u - 52.0, p.nose_v - 22.0, p.nose_r + 20.0)
 
 
 def static_head_sdf(L: Layout, u, v):
     """Signed distance (head units) to the head without the moving snout tip and jaw."""
-    d = sd_round_cone(u, v, *L.skull, L.skull_r, *L.snout_a, L.snout_ra)
+    front = L.face_front if L.face_front is not None else (*L.snout_a, L.snout_ra)
+    d = sd_round_cone(u, v, *L.skull, L.skull_r, *front)
     d = smin(d, sd_ellipse(u, v, *L.cheek), 20.0)
     throat = sd_round_cone(u, v, L.mouth[0] - 4.0, L.mouth[1] + 9.0, 13.0, L.eye[0] + 30.0, L.eye[1] + 150.0, 60.0)
     return smin(d, throat, 15.0)
@@ -331,8 +357,8 @@ def snout_axis(L: Layout, nu, nv):
 
 def nostril_centre(L: Layout, nu, nv):
     eu, ev = snout_axis(L, nu, nv)
-    du, dv = rotate(eu, ev, np.deg2rad(-45.0))
-    return nu + 0.55 * L.nose_r * du, nv + 0.55 * L.nose_r * dv
+    du, dv = rotate(eu, ev, L.nostril_angle)
+    return nu + L.nostril_dist * L.nose_r * du, nv + L.nostril_dist * L.nose_r * dv
 
 
 def jaw_angle(jaw):

@@ -85,6 +85,18 @@ class FaceParams:
     pad_dv: float = 0.0
     whisker_sparsity: float = 0.0  # share of the pad's non-keypoint whiskers not drawn
     fur_streak: float = 1.0  # weight of the hair strands in the fur texture (< 1: softer)
+    # The muzzle and where its keypoints sit (defaults: the lab layout). snout_droop
+    # raises the snout base, so the snout points further down than the eye-nose line.
+    # Angles are around the rhinarium from the snout axis (+ = down); the nostril
+    # (nose(r)) sits nostril_dist rhinarium radii from the centre; nose(top) is
+    # nose_top_mu of the way along the upper snout contour from its base.
+    snout_droop: float = 0.0
+    snout_blend: float = 0.0  # head units over which the snout swells out of the head (0: hard union)
+    nose_tip_deg: float = 30.0
+    nose_bottom_deg: float = 85.0
+    nostril_deg: float = -45.0
+    nostril_dist: float = 0.55
+    nose_top_mu: float = 0.8
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -127,8 +139,9 @@ def sample_face_params(seed: int, style: str = "lab1", size: int = 256) -> FaceP
     )
     identity["eye_b"] = identity["eye_a"] * _u(rng, 0.66, 0.78)
     if style == "wild":
-        # After the lab identity draws on purpose: the wild sessions already
-        # rendered (bench results, the checkpointed training run) keep their values.
+        # After the lab identity draws on purpose, so the lab streams never move.
+        # (The snout/imaging retune of the wild ranges changed every wild session:
+        # bench/checkpoints/base-wild-model was trained on the older wild family.)
         return _sample_wild(rng, seed, size)
     if style == "lab1":
         camera = dict(
@@ -194,23 +207,24 @@ def _sample_wild(rng: np.random.Generator, seed: int, size: int) -> FaceParams:
     Real faces (at 256 scale, bench/render_vs_real.py) have nose-point spread
     ~55 px (lab1 renders 27), eye height/width ~1 (0.7), whiskers at u ~0.56,
     v ~0.19 of the eye-nose axis (0.66, 0.04), Laplacian SD 10-16 (16-35),
-    up to 9 % of pixels saturated, no pixel below 5. Ranges reach past both
-    the real values and the old renders, so neither is an edge case."""
+    up to 9 % of pixels saturated, no pixel below 5, dark backgrounds (5th
+    percentile 10-25), little sensor noise (~1.6 grey levels). Ranges reach past
+    both the real values and the old renders, so neither is an edge case."""
     eye_a = _u(rng, 21.0, 30.0)
     identity = dict(
         eye_u=_u(rng, -90, -70),
         eye_v=_u(rng, -50, -32),
         eye_a=eye_a,
         eye_b=eye_a * _u(rng, 0.85, 1.1),
-        eye_tilt=_u(rng, -20, 12),
-        nose_u=_u(rng, 80, 98),
+        eye_tilt=_u(rng, -28, 4),
+        nose_u=_u(rng, 90, 108),
         nose_v=_u(rng, 20, 38),
-        nose_r=_u(rng, 16.0, 32.0),
-        snout_r=_u(rng, 34, 52),
+        nose_r=_u(rng, 14.0, 28.0),
+        snout_r=_u(rng, 1.05, 1.6),  # times nose_r (below): a blunt, nearly round-ended muzzle
         jaw_len=_u(rng, 34, 48),
-        fur_brightness=_u(rng, 40, 140),
-        snout_gain=_u(rng, 0.3, 1.8),
-        fur_contrast=_u(rng, 0.08, 0.4),
+        fur_brightness=_u(rng, 25, 100),
+        snout_gain=_u(rng, 0.8, 3.0),
+        fur_contrast=_u(rng, 0.1, 0.45),
         texture_scale=_log_u(rng, 0.5, 2.0),
         texture_seed=int(rng.integers(2**31)),
         whisker_rows=int(rng.integers(4, 6)),  # the keypoint whiskers sit on rows 1-3
@@ -223,10 +237,12 @@ def _sample_wild(rng: np.random.Generator, seed: int, size: int) -> FaceParams:
         rim_strength=_u(rng, 0, 70),
         highlight_strength=_u(rng, 80, 255),
     )
+    identity["snout_r"] *= identity["nose_r"]
     flip = bool(rng.random() < 0.5)
     # Mostly views like the real close-ups (zoom ~1 here), a quarter zoomed in to 3x.
     zoom = _log_u(rng, 0.7, 1.6) if rng.random() < 0.75 else _log_u(rng, 1.6, 3.0)
-    rotation = _u(rng, -35, 35)
+    # nose a little down on average, as in the real views (eye-nose axis ~26 deg below horizontal)
+    rotation = _u(rng, -35, 35) + (-8.0 if flip else 8.0)
     # Tight crops: put a head point between the eye and the nose at the frame
     # centre (plus jitter), so at high zoom the frame shows part of the face
     # and the nose or the eye may be cut at the edge, as in real close-ups.
@@ -241,19 +257,39 @@ def _sample_wild(rng: np.random.Generator, seed: int, size: int) -> FaceParams:
         flip=flip,
     )
     imaging = dict(
-        background=_u(rng, 5, 90),
+        background=_u(rng, 1, 28),
         light_angle=_u(rng, 0, 360),
-        light_strength=_u(rng, 0.1, 0.7),
+        light_strength=_u(rng, 0.15, 0.9),
         vignette=_u(rng, 0.0, 0.5),
-        gain=_log_u(rng, 0.8, 1.6),  # > ~1.3 saturates the bright muzzle, as real IR video does
-        noise_std=_log_u(rng, 0.5, 5.0),
-        shot_noise=_u(rng, 0.0, 0.1),
-        blur=_log_u(rng, 0.5, 2.2),
-        black_level=_u(rng, 0.0, 25.0),
+        gain=_log_u(rng, 0.9, 2.0),  # > ~1.3 saturates the bright muzzle, as real IR video does
+        noise_std=_log_u(rng, 0.3, 2.8),
+        shot_noise=_u(rng, 0.0, 0.05),
+        blur=_log_u(rng, 0.45, 1.8),
+        black_level=_u(rng, 3.0, 10.0),
     )
     return FaceParams(
         style="wild", size=int(size), seed=int(seed), **identity, **camera, **imaging,
         noise_seed=int(rng.integers(2**31)),
-        pad_du=_u(rng, -30, 0), pad_dv=_u(rng, 5, 40), whisker_sparsity=_u(rng, 0.3, 0.9),
-        fur_streak=_u(rng, 0.15, 1.0),
+        pad_du=_u(rng, -40, -10), pad_dv=_u(rng, 1, 32), whisker_sparsity=_u(rng, 0.3, 0.9),
+        fur_streak=_u(rng, 0.15, 1.0), **_wild_muzzle(rng),
+    )
+
+
+def _wild_muzzle(rng: np.random.Generator) -> dict:
+    """Snout direction and where the nose keypoints sit on the rhinarium, as real labels put them.
+
+    In the eye -> nose(tip) frame real faces put nose(bottom) at v ~0.19 (below
+    the bulb), nose(top) at u ~0.84, v ~-0.10 and nose(r) ahead of the tip (u
+    ~1.12, v ~0.09): tip on top of the bulb, nostril at its front, bottom on its
+    underside, with a snout pointing further down than the eye-nose line and
+    swelling smoothly out of the face (no neck behind a round end). Drawn last,
+    so these draws do not shift the other wild draws."""
+    return dict(
+        snout_droop=_u(rng, 5.0, 25.0),
+        snout_blend=_u(rng, 30.0, 70.0),
+        nose_tip_deg=_u(rng, -125.0, -100.0),
+        nose_bottom_deg=_u(rng, 100.0, 130.0),
+        nostril_deg=_u(rng, -55.0, -20.0),
+        nostril_dist=_u(rng, 0.72, 0.86),
+        nose_top_mu=_u(rng, 0.15, 0.5),
     )

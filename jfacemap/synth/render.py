@@ -111,7 +111,7 @@ class FaceRenderer:
         jaw_blends = chin - jaw_reach < head + _JAW_BLEND
         jaw_matters = jaw_blends & (np.abs(g.smin(head, chin, _JAW_BLEND)) <= jaw_reach + grow)
         nose_reach = g.NOSE_MAX_SHIFT
-        band = (np.abs(cone) <= nose_reach + grow) | jaw_matters
+        band = self._snout_band(head, cone, chin, nose_reach, grow) | jaw_matters
         nose_mask = np.hypot(u64 - nu, v64 - nv) <= L.nose_r + nose_reach + grow
         mu, mv = L.mouth
         lip_reach = np.deg2rad(g.JAW_MAX_DEG) * np.hypot(*L.lower_lip) + 5.0
@@ -128,12 +128,24 @@ class FaceRenderer:
         n = size + _NOISE_PAD
         self.noise_bank = rng.standard_normal((_NOISE_BANK, n, n), np.float32)
 
+    def _snout_band(self, head, cone, chin, reach, grow):
+        """Pixels whose silhouette a nose shift of up to `reach` can move (head units, at rest)."""
+        k = self.L.snout_blend
+        if not k > 0:
+            return np.abs(cone) <= reach + grow
+        # smin is monotone: the blended surface lies between its values for cone -/+ reach
+        rest = g.smin(head, chin, _JAW_BLEND)
+        return (g.smin(rest, cone - reach, k) <= grow) & (g.smin(rest, cone + reach, k) >= -grow)
+
     # ------------------------------------------------------------------ shapes
 
     def _moving_sdf(self, static_sdf, u, v, nu, nv, phi):
-        """Head with the moving snout and jaw: the jaw blends into the head, the snout is on top."""
+        """Head with the moving snout and jaw: the jaw blends into the head, the snout is on top (or blends in)."""
         cone, chin = self._snout_sdf(u, v, nu, nv, phi)
-        return np.minimum(g.smin(static_sdf, chin, _JAW_BLEND), cone)
+        head = g.smin(static_sdf, chin, _JAW_BLEND)
+        if self.L.snout_blend > 0:  # a muzzle that swells out of the face, no neck behind the nose
+            return g.smin(head, cone, self.L.snout_blend)
+        return np.minimum(head, cone)
 
     def _snout_sdf(self, u, v, nu, nv, phi):
         """Moving snout tip (round cone to the nose) and lower jaw (rotated by phi about the mouth)."""
@@ -206,12 +218,14 @@ class FaceRenderer:
         u, v = S.u[k], S.v[k]
         rr = np.sqrt((u - nu) ** 2 + (v - nv) ** 2)
         rc = 0.8 * np.clip(0.5 - (rr - 0.92 * L.nose_r) * (self.px / self.edge), 0.0, 1.0)
-        nose_col = min(245.0, 1.9 * p.fur_brightness) * (1.0 - 0.2 * (rr / L.nose_r) ** 2)
+        # no darker than the fur of a bright muzzle (a high snout_gain; lab styles stay at 1.9)
+        nose_gain = max(1.9, 0.62 + p.snout_gain)
+        nose_col = min(245.0, nose_gain * p.fur_brightness) * (1.0 - 0.2 * (rr / L.nose_r) ** 2)
         nose_col = nose_col * (1.0 + 0.3 * p.fur_contrast * S.tex[k])
         sk = skin[:, k] * (1.0 - rc) + nose_col * rc
         ncu, ncv = g.nostril_centre(L, nu, nv)
         eu, ev = g.snout_axis(L, nu, nv)
-        n_ang = np.arctan2(ev, eu) + float(np.deg2rad(45.0))
+        n_ang = np.arctan2(ev, eu) + (L.nostril_angle + float(np.deg2rad(90.0)))  # the slit runs along the rim
         dn = g.sd_ellipse(u, v, ncu, ncv, 0.42 * L.nose_r, 0.12 * L.nose_r, n_ang) * self.px
         skin[:, k] = sk * (1.0 - 0.45 * coverage(dn, 1.5 * self.edge))
 
@@ -321,8 +335,8 @@ class FaceRenderer:
 
         nu, nv = g.nose_centre(L, f64(lat.nose_x), f64(lat.nose_y))
         eu, ev = g.snout_axis(L, nu, nv)
-        tip = g.rotate(eu, ev, np.deg2rad(30.0))
-        bottom = g.rotate(eu, ev, np.deg2rad(85.0))
+        tip = g.rotate(eu, ev, L.nose_tip_angle)
+        bottom = g.rotate(eu, ev, L.nose_bottom_angle)
         phi = g.jaw_angle(f64(lat.jaw))
         lu, lv = g.rotate(L.lower_lip[0], L.lower_lip[1], phi)
         bu, bv = L.whiskers.bases(g.whisk_level_angle(levels))
@@ -337,7 +351,7 @@ class FaceRenderer:
             "nose(bottom)": (nu + L.nose_r * bottom[0], nv + L.nose_r * bottom[1]),
             "nose(r)": g.nostril_centre(L, nu, nv),
             "nose(tip)": (nu + L.nose_r * tip[0], nv + L.nose_r * tip[1]),
-            "nose(top)": g.round_cone_tangent(*L.snout_a, L.snout_ra, nu, nv, L.nose_r, 0.8, upper=True),
+            "nose(top)": g.round_cone_tangent(*L.snout_a, L.snout_ra, nu, nv, L.nose_r, L.nose_top_mu, upper=True),
             "nosebridge": (L.nosebridge[0] + zeros, L.nosebridge[1] + zeros),
             "paw": g.paw_centre(L, f64(lat.paw_height), f64(lat.paw_stroke)),
         }

@@ -45,7 +45,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jfacemap.track.preprocess import NET_SIZE, crop_geometry
+from jfacemap.track.preprocess import NET_SIZE, context_side, crop_geometry
 
 
 @dataclass(frozen=True)
@@ -134,11 +134,11 @@ def sample_params(
     return AugmentParams(box, flip, gain, offset)
 
 
-def _square(box: jax.Array):
+def _square(box: jax.Array, context: float = 1.0):
     """Square side and centred pads of boxes, `crop_geometry`'s rule, traced."""
     w, h = box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]
     side = jnp.maximum(w, h)
-    side = side + ((w != h) & ((side - jnp.minimum(w, h)) % 2 == 1))
+    side = context_side(side + ((w != h) & ((side - jnp.minimum(w, h)) % 2 == 1)), context)
     return side, (side - w) // 2, (side - h) // 2
 
 
@@ -163,7 +163,7 @@ def _axis_matrix(start, stop, pad, side, n_src: int, size: int) -> jax.Array:
 
 def apply_params(
     frames: jax.Array, keypoints: jax.Array, params: AugmentParams, base_side: int, size: int = NET_SIZE,
-    intensity: str = "affine", mirror: Sequence[int] | None = None,
+    intensity: str = "affine", mirror: Sequence[int] | None = None, context: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Apply drawn parameters.
 
@@ -175,13 +175,14 @@ def apply_params(
         label convention (see module docstring).
       mirror: (K,) partner of each keypoint, whose label a flipped sample
         takes (left/right pairs); None = no pairs.
+      context: each box's square is this many times wider (`crop_geometry`).
     Returns:
       images (B, size, size, 1) float32; keypoints (B, K, 2) float32 in
       network pixels, NaN where missing or outside the box.
     """
     _, height, width = frames.shape
     box = params.box
-    side, pad_x, pad_y = _square(box)
+    side, pad_x, pad_y = _square(box, context)
     rows = jax.vmap(lambda a, b, p, s: _axis_matrix(a, b, p, s, height, size))(box[:, 2], box[:, 3], pad_y, side)
     cols = jax.vmap(lambda a, b, p, s: _axis_matrix(a, b, p, s, width, size))(box[:, 0], box[:, 1], pad_x, side)
     x = frames.astype(jnp.float32)
@@ -221,7 +222,7 @@ def _original_intensity(img: jax.Array, gain: jax.Array, offset: jax.Array) -> j
     return jnp.where(drawn[:, None, None], out, img)
 
 
-@partial(jax.jit, static_argnames=("config", "bbox", "mirror"))
+@partial(jax.jit, static_argnames=("config", "bbox", "mirror", "context"))
 def augment_batch(
     key: jax.Array,
     frames: jax.Array,
@@ -229,6 +230,7 @@ def augment_batch(
     config: AugmentConfig = AugmentConfig(),
     bbox: tuple[int, int, int, int] | None = None,
     mirror: Sequence[int] | None = None,
+    context: float = 1.0,
 ) -> tuple[jax.Array, jax.Array]:
     """Randomly augment a batch of frames of one size.
 
@@ -240,10 +242,11 @@ def augment_batch(
       bbox: (x0, x1, y0, y1) base box in frame pixels (static tuple), None = frame.
       mirror: (K,) partner of each keypoint, swapped on a flip (static);
         None = no pairs.
+      context: the model's input context (static; `crop_geometry`).
     Returns:
       images (B, S, S, 1) float32 and keypoints (B, K, 2) float32 in network
       pixels (NaN preserved, and NaN for points cropped away).
     """
-    base = crop_geometry(frames.shape, bbox, config.size)
+    base = crop_geometry(frames.shape, bbox, config.size, context)
     params = sample_params(key, frames.shape[0], frames.shape, config, bbox)
-    return apply_params(frames, keypoints, params, base.side, config.size, config.intensity, mirror)
+    return apply_params(frames, keypoints, params, base.side, config.size, config.intensity, mirror, context)

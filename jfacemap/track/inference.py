@@ -97,7 +97,7 @@ def make_predict_fn(
     devices: the devices that share each batch (data parallel); default: every local device.
     """
     expected = tuple(int(n) for n in frame_shape)[-2:]
-    geom = crop_geometry(expected, bbox, NET_SIZE)
+    geom = crop_geometry(expected, bbox, NET_SIZE, model.context)
     # A full 256 x 256 frame needs no crop, pad or resize (the bilinear weights are exactly 1 and 0).
     identity_geometry = (geom.x0, geom.y0, geom.width, geom.height, geom.side) == (0, 0, NET_SIZE, NET_SIZE, NET_SIZE)
     stride = NET_SIZE / (NET_SIZE // model.downsample)

@@ -116,7 +116,7 @@ def save_tracker(
         raise ValueError(f"{len(bodyparts)} bodyparts for a model with {model.n_keypoints} keypoints")
     info = {"format": FORMAT, "version": VERSION, "bodyparts": [str(b) for b in bodyparts],
             "channels": list(model.channels), "n_upsample": model.n_upsample,
-            "kernel": model.kernel, "in_channels": model.in_channels}
+            "kernel": model.kernel, "in_channels": model.in_channels, "context": model.context}
     return write_model_folder(final, model, describe(info, meta))
 
 
@@ -153,7 +153,8 @@ def load_tracker(
     if bodyparts is not None and list(bodyparts) != names:
         raise JfacemapError(f"{path}: model bodyparts {names} differ from the requested {list(bodyparts)}")
     arch = {k: (tuple(info[k]) if k == "channels" else int(info[k])) for k in _ARCH_KEYS}
-    model = restore_model(path, lambda: FacemapUNet(len(names), **arch, rngs=nnx.Rngs(0)),
+    context = float(info.get("context", 1.0))  # folders written before context existed: the original's 1
+    model = restore_model(path, lambda: FacemapUNet(len(names), **arch, context=context, rngs=nnx.Rngs(0)),
                           info.get(CHECKSUM_KEY))
     model.eval()
     return model, names, info

@@ -63,7 +63,9 @@ class CropGeometry(NamedTuple):
         return self.size / self.side
 
 
-def crop_geometry(frame_shape: Sequence[int], bbox: Sequence[float] | None = None, size: int = NET_SIZE) -> CropGeometry:
+def crop_geometry(
+    frame_shape: Sequence[int], bbox: Sequence[float] | None = None, size: int = NET_SIZE, context: float = 1.0
+) -> CropGeometry:
     """Validate `bbox` and work out crop, padding and scale.
 
     Args:
@@ -73,6 +75,9 @@ def crop_geometry(frame_shape: Sequence[int], bbox: Sequence[float] | None = Non
         integers. (The original program's own bbox lists the row range
         first: its (x1, x2, y1, y2) is our (y0, y1, x0, x1).)
       size: network input side.
+      context: the square's side is this many times the crop's (rounded),
+        the crop centred in it on zeros: the network sees the face smaller,
+        with room around it (a model's `context`; 1 = the original's).
     Raises:
       JfacemapError (one line) for an empty, inverted or out-of-frame bbox.
     """
@@ -93,7 +98,19 @@ def crop_geometry(frame_shape: Sequence[int], bbox: Sequence[float] | None = Non
     side = max(w, h)
     if w != h and (side - min(w, h)) % 2:
         side += 1  # the original's rule: keep the short side's padding even
+    side = context_side(side, context)
     return CropGeometry(x0, y0, w, h, (side - w) // 2, (side - h) // 2, side, int(size))
+
+
+def context_side(side, context: float = 1.0):
+    """Square side with `context` (>= 1) times the room: round(side * context); int or traced int array."""
+    if not (math.isfinite(context) and context >= 1.0):
+        raise JfacemapError(f"context must be a finite number >= 1, got {context}")
+    if context == 1.0:
+        return side
+    if isinstance(side, int):
+        return int(round(side * context))
+    return jnp.round(side * context).astype(side.dtype)
 
 
 # ------------------------------------------------------------ normalisation ---
@@ -191,11 +208,13 @@ def crop_pad_resize(
 
 
 def preprocess(
-    frames: jax.Array, bbox: Sequence[float] | None = None, size: int = NET_SIZE, low: float = 1.0, high: float = 99.0
+    frames: jax.Array, bbox: Sequence[float] | None = None, size: int = NET_SIZE, low: float = 1.0, high: float = 99.0,
+    context: float = 1.0,
 ) -> jax.Array:
     """(B, H, W) frames (uint8 or float) -> (B, size, size, 1) float32
-    network input: per-frame percentile normalisation, crop, pad, resize."""
-    geom = crop_geometry(frames.shape, bbox, size)
+    network input: per-frame percentile normalisation, crop, pad, resize
+    (`context`: see `crop_geometry`)."""
+    geom = crop_geometry(frames.shape, bbox, size, context)
     return apply_geometry(normalize_percentile(frames, low, high), geom)[..., None]
 
 

@@ -250,11 +250,12 @@ def batch_shardings(mesh: Mesh | None) -> tuple[NamedSharding, NamedSharding] | 
 @functools.lru_cache(maxsize=8)
 def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=None,
                     epochs: int | None = None, mirror: tuple[int, ...] | None = None,
-                    mesh: Mesh | None = None) -> tuple[Callable, Callable]:
+                    mesh: Mesh | None = None, context: float = 1.0) -> tuple[Callable, Callable]:
     """(optax transformation, jitted step). step: (TrainState, key, frames
     (B, H, W) uint8, keypoints (B, K, 2) frame px) -> (TrainState,
     {"loss", "heatmap", "offset"}). `mirror`: left/right partners swapped on
-    a flip (`skeleton.mirror_permutation`). `mesh`: a 1-D Mesh with axis
+    a flip (`skeleton.mirror_permutation`). `context`: the model's input
+    context (`crop_geometry`). `mesh`: a 1-D Mesh with axis
     "batch" (B a multiple of its size): state and key replicated, frames and
     keypoints split along B, the new state replicated. Cached, so repeated
     trainings of one architecture and recipe (human-in-the-loop rounds)
@@ -272,7 +273,7 @@ def make_train_step(graphdef, recipe: TrainRecipe, n_steps_per_epoch: int, bbox=
 
     def step(state: TrainState, key, frames, keypoints):
         x = normalize_percentile(frames)
-        images, kp = augment_batch(key, x, keypoints, recipe.augment, bbox, mirror)
+        images, kp = augment_batch(key, x, keypoints, recipe.augment, bbox, mirror, context)
         model = nnx.merge(graphdef, state.params, state.batch_stats)
         (loss, aux), grads = grad_fn(model, images, kp)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -333,7 +334,9 @@ def train_tracker(
     bbox: tuple[int, int, int, int] | None = None,
     channels: Sequence[int] = DEFAULT_CHANNELS,
     n_upsample: int = 2,
+    context: float = 1.0,
     devices: Sequence[jax.Device] | None = None,
+    validate: Callable[[FacemapUNet], dict[str, float]] | None = None,
 ) -> tuple[FacemapUNet, list[dict]]:
     """Train (from scratch) or fine-tune (from `init_model`) a tracker.
 
@@ -353,9 +356,15 @@ def train_tracker(
       checkpoint_dir: save an orbax checkpoint every epoch here, and resume
         from the latest one if the folder has any.
       bbox: (x0, x1, y0, y1) crop box the tracker will be used with.
+      context: input context of a new network (`FacemapUNet`); a fine-tuned
+        one keeps `init_model`'s.
       devices: the devices that may share each batch (data parallel);
         default: every local device. The first n are used, n the largest
         count that divides the batch size (`train_devices`).
+      validate: called after each epoch with the model (eval mode) as it
+        stands; the numbers it returns go into that epoch's history row
+        (and its checkpoint) under "validate". A report only: training
+        never looks at them (a learning curve on data kept out of training).
     Returns:
       (model in eval mode, on the first device; history: one dict per epoch,
       including those of the run a checkpoint resumed, with epoch, loss,
@@ -365,7 +374,7 @@ def train_tracker(
     recipe = get_recipe(recipe)
     images, kp = _check_inputs(images, keypoints, bodyparts)
     if init_model is None:
-        init_model = FacemapUNet(len(bodyparts), tuple(channels), n_upsample, rngs=nnx.Rngs(seed))
+        init_model = FacemapUNet(len(bodyparts), tuple(channels), n_upsample, context=context, rngs=nnx.Rngs(seed))
     elif init_model.n_keypoints != len(bodyparts):
         raise ValueError(f"init_model has {init_model.n_keypoints} keypoints, labels have {len(bodyparts)}")
     graphdef, params, batch_stats = nnx.split(init_model, nnx.Param, nnx.BatchStat)
@@ -376,7 +385,7 @@ def train_tracker(
     shared = train_devices(plan.batch_size, devices)
     mesh = Mesh(np.array(shared), ("batch",)) if len(shared) > 1 else None
     whole, _ = batch_shardings(mesh)
-    tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs, mirror, mesh)
+    tx, step = make_train_step(graphdef, recipe, n_steps, bbox, plan.epochs, mirror, mesh, init_model.context)
     state = TrainState(params, batch_stats, tx.init(params))
     if mesh is not None:
         state = jax.device_put(state, whole)  # replicated; orbax restores a checkpoint onto this sharding too
@@ -385,6 +394,8 @@ def train_tracker(
 
     meta = {"recipe": recipe.to_dict(), "bodyparts": list(bodyparts), "n_frames": len(images),
             "frame_shape": list(images.shape[1:]), "seed": int(seed), "bbox": bbox}
+    if init_model.context != 1.0:  # only then: checkpoints written before context existed still resume
+        meta["context"] = init_model.context
     manager, start, history = None, 0, []
     if checkpoint_dir is not None:
         manager = ckpt.open_manager(checkpoint_dir)
@@ -409,6 +420,10 @@ def train_tracker(
             row = {"epoch": epoch, "epochs": plan.epochs, **{k: float(v) / n_steps for k, v in sums.items()},
                    "lr": float(schedule(epoch * n_steps)), "steps": n_steps, "batch_size": plan.batch_size,
                    "devices": len(shared), "seconds": time.perf_counter() - t0}
+            if validate is not None:
+                model = nnx.merge(graphdef, *jax.device_put((state.params, state.batch_stats), shared[0]))
+                model.eval()
+                row["validate"] = {k: float(v) for k, v in validate(model).items()}
             history.append(row)
             if manager is not None:
                 ckpt.save_epoch(manager, epoch, state, meta | {"history": history})
