@@ -294,6 +294,16 @@ def main(argv=None) -> None:
     programs: dict = {"jfacemap": make_predict_fn(model, None, (SIZE, SIZE), fast=False)}
     if not args.no_fast:
         programs["jfacemap-fast"] = make_predict_fn(model, None, (SIZE, SIZE), fast=True)
+        # The same with the shipped model's keypoint-layout prior on the decoder (tracking's default
+        # for `base`): what the prior costs per frame.
+        from jfacemap.track.model_store import read_model_json
+        from jfacemap.track.shape_prior import ShapePrior
+
+        base_json = read_model_json("base")
+        if "shape_prior" in base_json and len(base_json["bodyparts"]) == model.n_keypoints:
+            model.shape_prior = ShapePrior.from_json(base_json["shape_prior"])
+            programs["jfacemap-fast+prior"] = make_predict_fn(model, None, (SIZE, SIZE), fast=True)
+            model.shape_prior = None
 
     def jf_call(fn, batch):
         out = fn(batch)
@@ -392,6 +402,7 @@ def main(argv=None) -> None:
                 "jfacemap": None if "jfacemap" not in programs else
                 "make_predict_fn(model, None, (256, 256), fast=False) on host uint8 frames; block_until_ready + np.asarray",
                 "jfacemap-fast": None if args.no_fast else "make_predict_fn(..., fast=True), tracking's default path",
+                "jfacemap-fast+prior": None if args.no_fast else "the same, decoding with the shipped base's layout prior",
                 "original": None
                 if args.no_original
                 else "facemap 1.0.8: transforms.preprocess_img + pose_helper_functions.predict + "

@@ -92,7 +92,13 @@ def main(argv=None) -> int:
     partial = RESULTS / ("finetune_curve_quick.partial.json" if args.quick else "finetune_curve.partial.json")
     runs = json.loads(partial.read_text()) if partial.exists() else {}
     if runs.get("config") != json.loads(json.dumps(config)):
-        runs = {"config": config, "results": {}}
+        # Training from scratch does not read the base model: keep those runs when only the base changed.
+        def same_but_base(a: dict) -> bool:
+            return {k: v for k, v in a.items() if k not in ("base", "weights")} == \
+                {k: v for k, v in json.loads(json.dumps(config)).items() if k not in ("base", "weights")}
+        kept = {k: v for k, v in runs.get("results", {}).items()
+                if k.startswith("scratch/") and same_but_base(runs.get("config", {}))}
+        runs = {"config": config, "results": kept}
     done = runs["results"]
 
     if "base/0" not in done:

@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (< 2 min on a CPU)")
     args = ap.parse_args(argv)
     from jfacemap.track.cpu_devices import use_cpu_cores
+    from jfacemap.track.shape_prior import fit_shape_prior
 
     use_cpu_cores()  # one JAX CPU device per core this process may use (taskset), each with its share of the batch
 
@@ -185,6 +186,8 @@ def main(argv=None) -> int:
                                    on_epoch=on_epoch, checkpoint_dir=ckpt, context=args.context or 1.0,
                                    validate=validate)
     t_train = time.perf_counter() - t0
+    # The decoder's layout prior: the training labels' keypoint layout (shape_prior.py).
+    model.shape_prior = fit_shape_prior(keypoints)
 
     errors, rows = {}, []
     for style in sorted(set(styles)) + held_out:

@@ -200,6 +200,7 @@ def test_keypoints_follow_the_pixel_centre_convention():
             rim_strength=0.0, blur=0.0, fur_contrast=0.0,  # a plain dark opening, sharp edges, plain fur
             shift_x=0.37, shift_y=-0.21,  # sub-pixel offsets, so rounding errors cannot hide
             zoom=1.0, fur_brightness=110.0, gain=1.0,  # eye in frame, fur brighter than it (wild varies both)
+            eye_upper=1.0,  # lids of equal height: the opening is the ellipse through the four points
         )
         lat = simulate_behavior(20, seed=0)
         lat = dataclasses.replace(lat, blink=np.zeros(20, np.float32))
@@ -481,3 +482,60 @@ def test_wild_nose_keypoints_sit_around_a_blunt_muzzle_like_real_faces():
         top = K["nose(top)"]
         d = g.sd_round_cone(u[:, top], v[:, top], *L.snout_a, L.snout_ra, nu, nv, L.nose_r)
         np.testing.assert_allclose(d, 0.0, atol=1e-3)
+
+
+def _eye_frame_stats(style, seeds=range(10)):
+    """Per session: where eye(top)/eye(bottom)'s midpoint sits from the eye(back)-eye(front)
+    midpoint and where the brightest eye pixel (the corneal reflection) sits from the labels'
+    centre, both along the eye's own vertical (down +), in half-heights. (n, 2) array."""
+    out = []
+    for seed in seeds:
+        p = dataclasses.replace(sample_face_params(seed, style=style), rotation=0.0, zoom=1.0, flip=False)
+        frames, kp = render_frames(p, simulate_behavior(2, seed=seed), 0, 1)
+        back, bottom, front, top = (kp[0, K[n], :2] for n in ("eye(back)", "eye(bottom)", "eye(front)", "eye(top)"))
+        if not np.isfinite([back, bottom, front, top]).all():
+            continue
+        ex = (front - back) / np.hypot(*(front - back))
+        ey = np.array([-ex[1], ex[0]]) * np.sign(np.dot(np.array([-ex[1], ex[0]]), bottom - top))
+        half = np.dot(bottom - top, ey) / 2
+        centre = (back + front) / 2
+        offset = np.dot((top + bottom) / 2 - centre, ey) / half
+        a = np.hypot(*(front - back)) / 2
+        x0, y0 = int(centre[0] - a), int(centre[1] - 1.3 * half)
+        patch = frames[0, max(y0, 0) : int(centre[1] + 1.3 * half), max(x0, 0) : int(centre[0] + a)]
+        yy, xx = np.unravel_index(np.argmax(patch), patch.shape)
+        glint = np.dot(np.array([xx + max(x0, 0), yy + max(y0, 0)]) - centre, ey) / half - offset
+        out.append((offset, glint))
+    return np.array(out)
+
+
+def test_wild_eyes_are_taller_above_with_a_central_reflection_like_real_faces():
+    """Real labels put eye(top) further from the back-front line than eye(bottom): their midpoint
+    sits 0.14-0.34 half-heights above it (bench/render_vs_real.py), and the real reflection sits
+    near the centre (0.03-0.21 below it). lab1 keeps its symmetric eye with the reflection up."""
+    lab, wild = _eye_frame_stats("lab1"), _eye_frame_stats("wild")
+    assert len(lab) >= 6 and len(wild) >= 6
+    np.testing.assert_allclose(lab[:, 0], 0.0, atol=0.02)
+    assert np.median(lab[:, 1]) < -0.2
+    assert -0.34 < np.mean(wild[:, 0]) < -0.12 and (wild[:, 0] < 0.01).all()
+    assert -0.15 < np.median(wild[:, 1]) < 0.35
+
+
+def test_wild_muzzle_marks_fade_to_the_silhouette_alone():
+    """rhinarium_blend / nostril_dark / mouth_dark scale the muzzle's inner marks: at 0 the
+    rhinarium and mouth pixels are the fur's (only the silhouette tells where the nose is),
+    and nothing outside the snout changes. The wild family draws them from ranges reaching 0."""
+    p = dataclasses.replace(sample_face_params(3, style="wild"), rotation=0.0, zoom=1.0)
+    lat = simulate_behavior(2, seed=3)
+    marked = render_frames(dataclasses.replace(p, rhinarium_blend=0.8, nostril_dark=0.45, mouth_dark=0.85), lat, 0, 1)[0]
+    plain = render_frames(dataclasses.replace(p, rhinarium_blend=0.0, nostril_dark=0.0, mouth_dark=0.0), lat, 0, 1)[0]
+    r = get_renderer(p)
+    changed = np.abs(marked.astype(int) - plain.astype(int)) > 2
+    snout = np.zeros(marked.shape[1:], bool)
+    snout.reshape(-1)[r.snout.idx] = True
+    assert changed.any() and not (changed[0] & ~snout).any()
+    draws = np.array([[getattr(sample_face_params(s, style="wild"), f) for f in ("rhinarium_blend", "nostril_dark",
+                                                                             "mouth_dark")] for s in range(40)])
+    assert (draws.min(0) < 0.1).all() and (draws.max(0) > [0.6, 0.3, 0.6]).all()
+    lab = sample_face_params(0, style="lab1")
+    assert (lab.rhinarium_blend, lab.nostril_dark, lab.mouth_dark) == (0.8, 0.45, 0.85)

@@ -184,6 +184,9 @@ class FacemapUNet(nnx.Module):
         self.kernel = int(kernel)
         self.in_channels = int(in_channels)
         self.context = float(context)
+        # The decoder's keypoint-layout prior (jfacemap.track.shape_prior.ShapePrior, tuples:
+        # static like context) or None; set by model_store / training, never by the network.
+        self.shape_prior = None
         # Read and set by nnx's model.train() / model.eval().
         self.use_running_average = True
 
@@ -270,4 +273,7 @@ def with_new_heads(model: FacemapUNet, old_bodyparts, new_bodyparts, seed: int =
                 dst.kernel.set_value(dst.kernel.get_value().at[..., j].set(src.kernel.get_value()[..., i]))
                 dst.bias.set_value(dst.bias.get_value().at[j].set(src.bias.get_value()[i]))
     fresh.use_running_average = model.use_running_average
+    # The layout prior carries over when every new bodypart has one (a selection or reordering).
+    if model.shape_prior is not None and all(p in old for p in new_bodyparts):
+        fresh.shape_prior = model.shape_prior.subset([old.index(p) for p in new_bodyparts])
     return fresh

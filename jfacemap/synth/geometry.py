@@ -202,6 +202,9 @@ class Layout:
     nostril_angle: float = float(np.deg2rad(-45.0))
     nostril_dist: float = 0.55
     nose_top_mu: float = 0.8
+    # upper lid height over the lower's (eye_b): real labels put eye(top) further from the
+    # back-front line than eye(bottom)
+    eye_upper: float = 1.0
     snout_blend: float = 0.0  # smooth-union width of the snout with the head (0: hard union)
     face_front: tuple | None = None  # (u, v, r) front circle of the static head; None: the snout base
 
@@ -256,6 +259,7 @@ def make_layout(p: FaceParams) -> Layout:
         eye=(p.eye_u, p.eye_v),
         eye_a=p.eye_a,
         eye_b=p.eye_b,
+        eye_upper=p.eye_upper,
         eye_tilt=np.deg2rad(p.eye_tilt),
         nose=nose,
         nose_r=p.nose_r,
@@ -333,7 +337,7 @@ def eye_state(L: Layout, eye_x, eye_y, blink):
     """Eye centre (u, v) and lid factors: lids at v_local = k * b * sqrt(1 - (x/a)^2)."""
     cu = L.eye[0] + EYE_SHIFT[0] * eye_x
     cv = L.eye[1] + EYE_SHIFT[1] * eye_y
-    k_upper = -1.0 + 1.25 * blink
+    k_upper = -L.eye_upper + (L.eye_upper + 0.25) * blink  # closed: 0.25 whatever the upper height
     k_lower = 1.0 - 0.75 * blink
     return cu, cv, k_upper, k_lower
 

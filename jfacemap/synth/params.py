@@ -97,6 +97,21 @@ class FaceParams:
     nostril_deg: float = -45.0
     nostril_dist: float = 0.55
     nose_top_mu: float = 0.8
+    # The eye (defaults: the lab look). eye_upper: the upper lid's height over the
+    # lower's (eye_b); real labels put eye(top) further from the back-front line.
+    # The corneal reflection's centre in half-widths / half-heights from the eye centre
+    # (+ = toward the front / down); a second, smaller one sits up and forward of it
+    # with `highlight_second` of its strength.
+    eye_upper: float = 1.0
+    highlight_u: float = -0.32
+    highlight_v: float = -0.30
+    highlight_second: float = 0.75
+    # How much the muzzle's inner marks show (defaults: the lab look): the rhinarium disc's
+    # blend over the fur, the nostril's and the mouth line's darkening. Real close-ups show
+    # the nose mostly as the silhouette's end, with faint or no disc and mouth line.
+    rhinarium_blend: float = 0.8
+    nostril_dark: float = 0.45
+    mouth_dark: float = 0.85
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -267,11 +282,29 @@ def _sample_wild(rng: np.random.Generator, seed: int, size: int) -> FaceParams:
         blur=_log_u(rng, 0.45, 1.8),
         black_level=_u(rng, 3.0, 10.0),
     )
-    return FaceParams(
-        style="wild", size=int(size), seed=int(seed), **identity, **camera, **imaging,
-        noise_seed=int(rng.integers(2**31)),
-        pad_du=_u(rng, -40, -10), pad_dv=_u(rng, 1, 32), whisker_sparsity=_u(rng, 0.3, 0.9),
-        fur_streak=_u(rng, 0.15, 1.0), **_wild_muzzle(rng),
+    noise_seed = int(rng.integers(2**31))
+    pad = dict(pad_du=_u(rng, -40, -10), pad_dv=_u(rng, 1, 32), whisker_sparsity=_u(rng, 0.3, 0.9),
+               fur_streak=_u(rng, 0.15, 1.0))
+    muzzle = _wild_muzzle(rng)
+    eye = _wild_eye(rng)
+    marks = dict(rhinarium_blend=_u(rng, 0.0, 0.8), nostril_dark=_u(rng, 0.0, 0.45), mouth_dark=_u(rng, 0.0, 0.85))
+    # eye_b was drawn as the half height of the whole opening: keep that height
+    identity["eye_b"] *= 2.0 / (1.0 + eye["eye_upper"])
+    return FaceParams(style="wild", size=int(size), seed=int(seed), **identity, **camera, **imaging,
+                      noise_seed=noise_seed, **pad, **muzzle, **eye, **marks)
+
+
+def _wild_eye(rng: np.random.Generator) -> dict:
+    """The eye as real close-ups show it (bench/render_vs_real.py): eye(top) 0.14-0.34
+    half-heights further from the back-front line than eye(bottom) (upper lid 1.3-2x the
+    lower), one corneal reflection near the centre or a little below it (renders had it
+    up and back, a cue the network learned), sometimes a faint second one. Drawn after
+    the muzzle, so the other wild draws are as before."""
+    return dict(
+        eye_upper=_u(rng, 1.0, 2.0),
+        highlight_u=_u(rng, -0.45, 0.15),
+        highlight_v=_u(rng, -0.4, 0.3),
+        highlight_second=_u(rng, 0.0, 0.75),
     )
 
 

@@ -99,7 +99,8 @@ class FaceRenderer:
         # Pixels the eye can change: the lid opening, grown by the eye shift, the rim and the edge.
         self.rim_width = max(1.0, 1.1 * self.px)
         margin = max(g.EYE_SHIFT) + (5.0 * self.rim_width + self.edge) / self.px
-        self.eye = _PixelSet(self, g.sd_ellipse(u64, v64, *L.eye, L.eye_a, L.eye_b, L.eye_tilt) <= margin)
+        reach_b = L.eye_b * max(1.0, L.eye_upper)  # the taller (upper) half of the opening
+        self.eye = _PixelSet(self, g.sd_ellipse(u64, v64, *L.eye, L.eye_a, reach_b, L.eye_tilt) <= margin)
         # Pixels the snout and jaw can change: a band around the rest silhouette as wide as the
         # largest displacement (distance fields move by at most that), plus nose and mouth.
         cu, cv, ru, rv, _ = L.chin
@@ -196,9 +197,10 @@ class FaceRenderer:
         if iris:  # opt-in (ROI ground truth): a lit iris around the pupil, as under IR
             ball = ball + iris * (1.0 - in_pupil)
         sig = float(np.sqrt((0.11 * b) ** 2 + (0.5 * self.edge / self.px) ** 2))
-        h1 = np.exp(-((x + 0.32 * a) ** 2 + (y + 0.3 * b) ** 2) * (0.5 / sig**2))
-        h2 = np.exp(-((x + 0.05 * a) ** 2 + (y + 0.38 * b) ** 2) * (0.5 / (0.7 * sig) ** 2))
-        ball = ball + p.highlight_strength * (h1 + 0.75 * h2)
+        hu, hv = p.highlight_u, p.highlight_v
+        h1 = np.exp(-((x - hu * a) ** 2 + (y - hv * b) ** 2) * (0.5 / sig**2))
+        h2 = np.exp(-((x - (hu + 0.27) * a) ** 2 + (y - (hv - 0.08) * b) ** 2) * (0.5 / (0.7 * sig) ** 2))
+        ball = ball + p.highlight_strength * (h1 + p.highlight_second * h2)
         out = (P.static + rim * (1.0 - cin)) * (1.0 - cin) + ball * cin
         canvas.reshape(len(canvas), -1)[:, P.idx] = out
 
@@ -217,7 +219,7 @@ class FaceRenderer:
         k = self.snout_nose
         u, v = S.u[k], S.v[k]
         rr = np.sqrt((u - nu) ** 2 + (v - nv) ** 2)
-        rc = 0.8 * np.clip(0.5 - (rr - 0.92 * L.nose_r) * (self.px / self.edge), 0.0, 1.0)
+        rc = p.rhinarium_blend * np.clip(0.5 - (rr - 0.92 * L.nose_r) * (self.px / self.edge), 0.0, 1.0)
         # no darker than the fur of a bright muzzle (a high snout_gain; lab styles stay at 1.9)
         nose_gain = max(1.9, 0.62 + p.snout_gain)
         nose_col = min(245.0, nose_gain * p.fur_brightness) * (1.0 - 0.2 * (rr / L.nose_r) ** 2)
@@ -227,7 +229,7 @@ class FaceRenderer:
         eu, ev = g.snout_axis(L, nu, nv)
         n_ang = np.arctan2(ev, eu) + (L.nostril_angle + float(np.deg2rad(90.0)))  # the slit runs along the rim
         dn = g.sd_ellipse(u, v, ncu, ncv, 0.42 * L.nose_r, 0.12 * L.nose_r, n_ang) * self.px
-        skin[:, k] = sk * (1.0 - 0.45 * coverage(dn, 1.5 * self.edge))
+        skin[:, k] = sk * (1.0 - p.nostril_dark * coverage(dn, 1.5 * self.edge))
 
         # mouth: a dark wedge from the corner to under the nose, opening with the jaw
         k = self.snout_mouth
@@ -243,7 +245,7 @@ class FaceRenderer:
         below_lower = rv * elu - ru * elv
         w0 = 0.55
         dm = np.minimum(np.minimum(below_upper + w0, w0 - below_lower), np.minimum(along, length - along))
-        mc = 0.85 * np.clip(0.5 + dm * (self.px / self.edge), 0.0, 1.0)
+        mc = p.mouth_dark * np.clip(0.5 + dm * (self.px / self.edge), 0.0, 1.0)
         sk = skin[:, k] * (1.0 - mc) + 16.0 * mc
         # lower lip: a pale pad on the front of the jaw
         lu, lv = g.rotate(L.lower_lip[0], L.lower_lip[1], phi)

@@ -2,6 +2,7 @@
 
   preprocess.py      per-frame normalisation, crop / pad / resize, keypoint geometry
   decode.py          heatmaps + offsets -> keypoints; training targets
+  shape_prior.py     a face's keypoint layout as a prior on the decoder (peaks that make a face)
   fast_inference.py  the network rewritten for inference (exact, faster)
   inference.py       the whole chain as one jitted function
   predict.py         videos -> keypoint files: chunked, overlapped, resumable
@@ -21,6 +22,7 @@
 from jfacemap.exports import lazy_exports
 
 from jfacemap.track.decode import HeatmapTargets, decode_heatmaps, heatmap_targets
+from jfacemap.track.shape_prior import ShapePrior, decode_with_shape_prior, fit_shape_prior
 from jfacemap.track.inference import PredictFn, make_predict_fn
 from jfacemap.track.preprocess import (
     CropGeometry,
@@ -46,10 +48,13 @@ __all__ = _lazy_all + [
     "CropGeometry",
     "HeatmapTargets",
     "PredictFn",
+    "ShapePrior",
     "apply_geometry",
     "crop_geometry",
     "crop_pad_resize",
     "decode_heatmaps",
+    "decode_with_shape_prior",
+    "fit_shape_prior",
     "heatmap_targets",
     "keypoints_to_frame",
     "keypoints_to_network",

@@ -26,7 +26,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jfacemap.nets.unet import FacemapUNet
-from jfacemap.track.decode import SIGMA, decode_heatmaps
+from jfacemap.track.decode import SIGMA
+from jfacemap.track.shape_prior import decode_keypoints
 from jfacemap.track.fast_inference import fast_forward, inference_params
 from jfacemap.track.preprocess import (
     NET_SIZE,
@@ -82,6 +83,7 @@ def make_predict_fn(
     fast: bool | None = None,
     compiler_options: dict | None = None,
     devices: Sequence[jax.Device] | None = None,
+    shape_prior: bool = True,
 ) -> PredictFn:
     """Build the tracking function for frames of `frame_shape` (H, W).
 
@@ -95,12 +97,15 @@ def make_predict_fn(
       module itself.
     compiler_options: XLA options for the jit (e.g. fast_inference.EIGEN_CONV_OPTIONS).
     devices: the devices that share each batch (data parallel); default: every local device.
+    shape_prior: decode with the model's keypoint-layout prior (`model.shape_prior`,
+      `shape_prior.py`) when it has one; False: each heatmap's argmax, as the original.
     """
     expected = tuple(int(n) for n in frame_shape)[-2:]
     geom = crop_geometry(expected, bbox, NET_SIZE, model.context)
     # A full 256 x 256 frame needs no crop, pad or resize (the bilinear weights are exactly 1 and 0).
     identity_geometry = (geom.x0, geom.y0, geom.width, geom.height, geom.side) == (0, 0, NET_SIZE, NET_SIZE, NET_SIZE)
     stride = NET_SIZE / (NET_SIZE // model.downsample)
+    prior = getattr(model, "shape_prior", None) if shape_prior else None
     if fast is None:
         fast = model.in_channels == 1 and model.kernel == 3
     if fast:
@@ -119,7 +124,7 @@ def make_predict_fn(
         if not identity_geometry:
             x = apply_geometry(x, geom)
         heatmap, offset_x, offset_y = forward(state, x[..., None])
-        kp = decode_heatmaps(heatmap, offset_x, offset_y, sigma=sigma, stride=stride)
+        kp = decode_keypoints(heatmap, offset_x, offset_y, prior, sigma=sigma, stride=stride)
         xy = keypoints_to_frame(kp[..., :2], geom)
         return jnp.concatenate([xy, kp[..., 2:]], axis=-1)
 

@@ -41,6 +41,7 @@ from jfacemap.io.facemap_install import (FacemapModelError, facemap_installed, f
 from jfacemap.io.jsonable import jsonable
 from jfacemap.io.model_folder import CHECKSUM_KEY, ModelFolderError, describe, restore_model, write_model_folder
 from jfacemap.nets.unet import FacemapUNet
+from jfacemap.track.shape_prior import ShapePrior
 
 def _shipped_weights_dir() -> Path:
     """The repo's weights/ folder, installed as the data package `jfacemap.weights`.
@@ -117,6 +118,8 @@ def save_tracker(
     info = {"format": FORMAT, "version": VERSION, "bodyparts": [str(b) for b in bodyparts],
             "channels": list(model.channels), "n_upsample": model.n_upsample,
             "kernel": model.kernel, "in_channels": model.in_channels, "context": model.context}
+    if getattr(model, "shape_prior", None) is not None:
+        info["shape_prior"] = model.shape_prior.to_json()
     return write_model_folder(final, model, describe(info, meta))
 
 
@@ -156,6 +159,8 @@ def load_tracker(
     context = float(info.get("context", 1.0))  # folders written before context existed: the original's 1
     model = restore_model(path, lambda: FacemapUNet(len(names), **arch, context=context, rngs=nnx.Rngs(0)),
                           info.get(CHECKSUM_KEY))
+    if "shape_prior" in info:
+        model.shape_prior = ShapePrior.from_json(info["shape_prior"])
     model.eval()
     return model, names, info
 

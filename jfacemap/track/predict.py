@@ -125,10 +125,12 @@ class _Decoder:
 
 def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geometry,
                  frames: tuple[int, int | None] | None = None) -> str:
-    """What a partial result depends on: the video file, the weights, the skeleton, the crop (and the
-    frame range of a segment)."""
+    """What a partial result depends on: the video file, the weights, the skeleton, the crop, the
+    decoder's layout prior if the model has one (and the frame range of a segment)."""
     st = video.stat()
     what = [str(video.resolve()), st.st_size, st.st_mtime_ns, list(map(str, bodyparts)), list(map(int, geometry))]
+    if getattr(model, "shape_prior", None) is not None:
+        what.append(model.shape_prior.to_json())
     h = hashlib.sha1(json.dumps(what + ([list(frames)] if frames is not None else [])).encode())
     for leaf in jax.tree.leaves(nnx.state(model)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
