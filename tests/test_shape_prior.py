@@ -1,10 +1,13 @@
 """The keypoint-layout prior: fitted layouts against a known one, decoding against planted heatmaps."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+from jfacemap.errors import JfacemapError
 from jfacemap.nets.unet import FacemapUNet, with_new_heads
 from jfacemap.track.decode import decode_heatmaps, heatmap_targets
 from jfacemap.track.inference import make_predict_fn
@@ -126,6 +129,10 @@ def test_the_prior_travels_with_the_model_into_tracking(tmp_path, prior):
     subset = with_new_heads(loaded, names, names[::-1][:5])
     np.testing.assert_array_equal(subset.shape_prior.mean, np.asarray(prior.mean)[::-1][:5])
     assert with_new_heads(loaded, names, names + ["new"]).shape_prior is None
+    info["shape_prior"]["sd"] = info["shape_prior"]["sd"][:-1]  # a hand-edited file: one keypoint short
+    (tmp_path / "m" / "model.json").write_text(json.dumps(info))
+    with pytest.raises(JfacemapError, match="model.json: shape_prior has 6 keypoints, the model 7"):
+        load_tracker(tmp_path / "m")
 
 
 

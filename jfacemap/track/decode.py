@@ -27,6 +27,12 @@ HEATMAP_SUM = 10.0
 _TARGET_EPS = 1e-3  # the original's epsilon when normalising target heatmaps
 
 
+def cell_to_input(offset: jax.Array, cell: jax.Array, sigma: float = SIGMA, stride: float = 4.0) -> jax.Array:
+    """Input pixels of a keypoint read at grid index `cell` (a column for x, a row for y) with
+    the offset there: the original's order of operations, offset * (-2 sigma) + cell, then * stride."""
+    return (offset * (-2.0 * sigma) + cell.astype(jnp.float32)) * stride
+
+
 def decode_heatmaps(
     heatmap: jax.Array,
     offset_x: jax.Array,
@@ -54,11 +60,8 @@ def decode_heatmaps(
     def at_peak(a: jax.Array) -> jax.Array:
         return jnp.take_along_axis(a.reshape(b, gh * gw, k), index[:, None, :], axis=1)[:, 0]
 
-    row = (index // gw).astype(jnp.float32)
-    col = (index % gw).astype(jnp.float32)
-    # Same operation order as the original: offset * (-2 sigma) + cell, then * stride.
-    x = (at_peak(offset_x) * (-2.0 * sigma) + col) * stride
-    y = (at_peak(offset_y) * (-2.0 * sigma) + row) * stride
+    x = cell_to_input(at_peak(offset_x), index % gw, sigma, stride)
+    y = cell_to_input(at_peak(offset_y), index // gw, sigma, stride)
     found = peak > 0
     x, y = jnp.where(found, x, jnp.nan), jnp.where(found, y, jnp.nan)
     likelihood = jnp.where(found, jax.nn.sigmoid(peak), 0.0)

@@ -160,7 +160,11 @@ def load_tracker(
     model = restore_model(path, lambda: FacemapUNet(len(names), **arch, context=context, rngs=nnx.Rngs(0)),
                           info.get(CHECKSUM_KEY))
     if "shape_prior" in info:
-        model.shape_prior = ShapePrior.from_json(info["shape_prior"])
+        prior = ShapePrior.from_json(info["shape_prior"])
+        if len(prior.sd) != len(names):
+            raise JfacemapError(f"{path / 'model.json'}: shape_prior has {len(prior.sd)} keypoints, "
+                                f"the model {len(names)}")
+        model.shape_prior = prior
     model.eval()
     return model, names, info
 

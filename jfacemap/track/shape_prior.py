@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jfacemap.track.decode import SIGMA, decode_heatmaps
+from jfacemap.track.decode import SIGMA, cell_to_input, decode_heatmaps
 
 
 class ShapePrior(NamedTuple):
@@ -174,9 +174,7 @@ def _candidates(heatmap, offset_x, offset_y, n_candidates, sigma, stride):
     height, index = jax.lax.top_k(peaks.reshape(g * g, k).T, n_candidates)  # (K, M)
     ox = jnp.take_along_axis(offset_x.reshape(g * g, k).T, index, 1)
     oy = jnp.take_along_axis(offset_y.reshape(g * g, k).T, index, 1)
-    x = (ox * (-2.0 * sigma) + (index % g)) * stride
-    y = (oy * (-2.0 * sigma) + (index // g)) * stride
-    return height, x + 1j * y
+    return height, cell_to_input(ox, index % g, sigma, stride) + 1j * cell_to_input(oy, index // g, sigma, stride)
 
 
 def _pairs(constrained: np.ndarray, n_hyp_candidates: int) -> np.ndarray:
@@ -189,7 +187,8 @@ def _pairs(constrained: np.ndarray, n_hyp_candidates: int) -> np.ndarray:
 
 def _votes(height, pos, predicted, spread):
     """(K, M) evidence of each candidate for a layout put at `predicted` (K,) with `spread` (K,)."""
-    d2 = jnp.abs(pos - predicted[:, None]) ** 2
+    diff = pos - predicted[:, None]
+    d2 = diff.real**2 + diff.imag**2
     return height * jnp.exp(-d2 / (2 * spread[:, None] ** 2))
 
 
@@ -287,10 +286,9 @@ def decode_with_shape_prior(
         g = hm.shape[0]
         cell = jnp.clip(jnp.round(jnp.stack([predicted.imag, predicted.real], -1) / stride), 0, g - 1).astype(jnp.int32)
         at_layout = hm[cell[:, 0], cell[:, 1], jnp.arange(hm.shape[-1])]
-        use_prior = constrained & (support >= min_support)
         in_view = (predicted.real >= 0) & (predicted.real < side) & (predicted.imag >= 0) & (predicted.imag < side)
         moved = inside | (fill & in_view & (raw[:, 0] > 0))  # no peak at all stays not found
-        use_prior = use_prior & moved
+        use_prior = constrained & (support >= min_support) & moved
         xy = jnp.where(use_prior, jnp.where(inside, chosen, predicted), pos[:, 0])
         h = jnp.where(use_prior, jnp.where(inside, chosen_height, at_layout), raw[:, 0])
         found = jnp.where(use_prior, True, raw[:, 0] > 0)
