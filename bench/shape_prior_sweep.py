@@ -2,6 +2,8 @@
 
     python -m bench.shape_prior_sweep --model base                 # score; the pick is made on synthetic styles
     python -m bench.shape_prior_sweep --model weights/base --write # also (re)fit the prior into model.json
+    python -m bench.bench_train_real --only jfacemap --seed 0 --save /tmp/mm0
+    python -m bench.shape_prior_sweep --mirror-mouse /tmp/mm0 --split-seed 0  # a prior on a user's own labels
 
 The prior is fitted to the model's training labels (the cached or re-rendered
 training set named in its model.json `training_data`). One forward pass per
@@ -51,6 +53,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--test-seeds", type=int, default=10)
     ap.add_argument("--test-frames", type=int, default=20)
     ap.add_argument("--widen", default="1.5,2,3,4")
+    ap.add_argument("--trust", default="0,0.9", help="decode_with_shape_prior's trust, a list")
+    ap.add_argument("--mirror-mouse", type=Path, default=None,
+                    help="instead: a model trained on mirror-mouse's --split-seed split (bench_train_real --save); "
+                         "the prior is fitted to that split's training labels and scored on its test frames (px)")
+    ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="write the fitted prior into the model folder's model.json")
     ap.add_argument("--name", default="shape_prior_sweep")
     args = ap.parse_args(argv)
@@ -64,19 +71,29 @@ def main(argv=None) -> dict:
     from jfacemap.track.preprocess import NET_SIZE, crop_geometry, keypoints_to_frame, preprocess
     from jfacemap.track.shape_prior import decode_with_shape_prior, fit_shape_prior
 
-    model, names, info = load_tracker(args.model)
-    cache = args.cache
-    if cache is None:
-        command = info["command"].split()
-        cache = REPO / command[command.index("--checkpoint-dir") + 1]
-    prior = fit_shape_prior(training_keypoints(info, names, cache))
-    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
-    seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]
     sets = {}
+    if args.mirror_mouse is not None:
+        from bench.bench_train_real import load_split
+
+        model, names, info = load_tracker(args.mirror_mouse)
+        images, keypoints, split_names, train, test = load_split(args.split_seed)
+        keypoints = keypoints[:, [split_names.index(n) for n in names], :2]
+        prior = fit_shape_prior(keypoints[train])
+        sets["mirror-mouse"] = (images[test], keypoints[test], 1.0)
+        styles, seeds, args.pick_styles = [], [], "mirror-mouse"
+    else:
+        model, names, info = load_tracker(args.model)
+        cache = args.cache
+        if cache is None:
+            command = info["command"].split()
+            cache = REPO / command[command.index("--checkpoint-dir") + 1]
+        prior = fit_shape_prior(training_keypoints(info, names, cache))
+        styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+        seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]
     for style in styles:
         frames, keypoints, bodyparts = build_set(seeds, [style] * len(seeds), args.test_frames, 15_000)
         sets[style] = (frames, keypoints[:, [bodyparts.index(n) for n in names], :2], 1.0)
-    if FACES.is_file():
+    if FACES.is_file() and args.mirror_mouse is None:
         images, keypoints, _ = load_faces(names)
         sets["real faces"] = (images, keypoints[..., :2], SCALE)
 
@@ -97,23 +114,25 @@ def main(argv=None) -> dict:
             row[key] = float(np.nanmean(np.where(np.isfinite(truth[..., 0]), err, np.nan)))
         return row
 
-    rows = [{"decoder": "argmax (the original's)", "widen": None, "fill": None} | score(decode_heatmaps)]
-    for widen, fill in itertools.product([float(w) for w in args.widen.split(",")], (True, False)):
-        decode = jax.jit(lambda h, x, y, stride, w=widen, f=fill: decode_with_shape_prior(
-            h, x, y, prior, stride=stride, widen=w, fill=f), static_argnames="stride")
-        rows.append({"decoder": "layout prior", "widen": widen, "fill": fill} | score(decode))
+    rows = [{"decoder": "argmax (the original's)", "widen": None, "fill": None, "trust": None} | score(decode_heatmaps)]
+    grid = itertools.product([float(w) for w in args.widen.split(",")], (True, False),
+                             [float(p) for p in args.trust.split(",")])
+    for widen, fill, trust in grid:
+        decode = jax.jit(lambda h, x, y, stride, w=widen, f=fill, p=trust: decode_with_shape_prior(
+            h, x, y, prior, stride=stride, widen=w, fill=f, trust=p), static_argnames="stride")
+        rows.append({"decoder": "layout prior", "widen": widen, "fill": fill, "trust": trust} | score(decode))
         print(rows[-1], flush=True)
     pick_styles = [s for s in args.pick_styles.split(",") if s in sets]
     for row in rows:
         row["pick mean"] = float(np.mean([row[s] for s in pick_styles]))
     best = min(rows[1:], key=lambda r: r["pick mean"])
     print_table(rows, list(rows[0]))
-    print(f"lowest {'+'.join(pick_styles)} mean: widen {best['widen']:g}, fill {best['fill']}")
-    payload = {"model": args.model, "styles": styles, "test_seeds": seeds, "test_frames": args.test_frames,
-               "rows": rows, "pick": {"widen": best["widen"], "fill": best["fill"]},
+    print(f"lowest {'+'.join(pick_styles)} mean: widen {best['widen']:g}, fill {best['fill']}, trust {best['trust']:g}")
+    payload = {"model": str(args.mirror_mouse or args.model), "styles": styles, "test_seeds": seeds, "test_frames": args.test_frames,
+               "rows": rows, "pick": {"widen": best["widen"], "fill": best["fill"], "trust": best["trust"]},
                "prior": prior.to_json(), "machine": machine_info()}
     print(f"wrote {write_results(args.name, payload)}")
-    if args.write:
+    if args.write and args.mirror_mouse is None:
         path = resolve_model(args.model) / "model.json"
         text = path.read_text()
         model_json = json.loads(text)

@@ -66,6 +66,11 @@ def _heatmaps(points_px, extra=()):
     return hm, ox, oy
 
 
+def _peaks_at(hm, height):
+    """Heatmaps scaled so that each keypoint's highest value is `height`."""
+    return hm * (height / hm.max(axis=(1, 2), keepdims=True))
+
+
 @pytest.fixture(scope="module")
 def prior():
     return ShapePrior.from_arrays(*_unit(LAYOUT), np.full(len(LAYOUT), 0.05))
@@ -82,7 +87,7 @@ def test_a_stronger_look_alike_away_from_the_face_loses_to_the_peak_that_fits(pr
     decoy = (4, 30.0, 220.0, 3.0)  # keypoint 4 peaks 3x higher far from where the face puts it
     hm, ox, oy = _heatmaps(face, [decoy])
     plain = np.asarray(decode_heatmaps(hm, ox, oy))[0]
-    out = np.asarray(jax.jit(lambda h, x, y: decode_with_shape_prior(h, x, y, prior))(hm, ox, oy))[0]
+    out = np.asarray(jax.jit(lambda h, x, y: decode_with_shape_prior(h, x, y, prior, trust=0.0))(hm, ox, oy))[0]
     np.testing.assert_allclose(plain[4, :2], decoy[1:3], atol=1e-3)  # the argmax takes the look-alike
     np.testing.assert_allclose(out[:, :2], face, atol=1e-3)  # the prior takes the blob that fits the face
     true_peak = hm[0, ..., 4].max() / decoy[3]  # the planted blob's own height
@@ -94,6 +99,7 @@ def test_a_stronger_look_alike_away_from_the_face_loses_to_the_peak_that_fits(pr
 def test_a_face_whose_argmax_already_fits_decodes_exactly_as_the_argmax(prior):
     face = _place(np.asarray(prior.mean), 55.0, -1.2, (100, 140), False)
     hm, ox, oy = _heatmaps(face, [(1, 200.0, 30.0, 0.5)])  # a weaker second blob changes nothing
+    hm = _peaks_at(hm, 3.0)  # likelihood sigmoid(3) = 0.95, above `trust`: peaks taken as they are
     np.testing.assert_array_equal(np.asarray(decode_with_shape_prior(hm, ox, oy, prior)),
                                   np.asarray(decode_heatmaps(hm, ox, oy)))
 
@@ -105,10 +111,39 @@ def test_a_missing_point_is_placed_by_the_layout_but_never_invented(prior):
     lone = heatmap_targets(np.array([[[20.0, 230.0]]], np.float32))
     hm[0, ..., 2], ox[0, ..., 2], oy[0, ..., 2] = (np.asarray(a)[0, ..., 0] for a in (lone.heatmap, lone.offset_x, lone.offset_y))
     hm[0, ..., 5] = 0.0
-    out = np.asarray(decode_with_shape_prior(hm, ox, oy, prior))[0]
+    out = np.asarray(decode_with_shape_prior(hm, ox, oy, prior, trust=0.0))[0]
     np.testing.assert_allclose(out[2, :2], face[2], atol=0.5)  # where the face puts it
     assert out[2, 2] < 0.51  # ...with the heatmap's (nil) evidence there as its likelihood
     assert np.isnan(out[5, :2]).all() and out[5, 2] == 0.0  # no peak: not found, as decode_heatmaps
+
+
+def test_a_weak_peak_is_drawn_toward_the_layout_by_its_weakness(prior):
+    face = _place(np.asarray(prior.mean), 45.0, 0.3, (128, 128), False)
+    moved = face.copy()
+    moved[3] += (6.0, -4.0)  # keypoint 3's peak sits 7.2 px off the face's layout, inside the gate
+    hm, ox, oy = _heatmaps(moved)
+    hm = _peaks_at(hm, 3.0)
+    hm[0, ..., 3] *= 0.5 / 3.0  # ...and is weak: peak 0.5, likelihood sigmoid(0.5) = 0.62
+    strong = np.asarray(decode_with_shape_prior(hm, ox, oy, prior, trust=0.0))[0]
+    np.testing.assert_allclose(strong[3, :2], moved[3], atol=1e-3)  # trust 0: the peak as it is
+    # The point moves 1 - 0.62 / trust of the way toward where the refitted layout puts it. The
+    # refit is pulled a little toward the weak point itself, so the layout's place is near the
+    # face's, not at it; it does not depend on trust, so two trusts' shifts keep the shares' ratio.
+    lik = 1 / (1 + np.exp(-0.5))
+    shifts = {}
+    for trust in (0.9, 0.7):
+        out = np.asarray(decode_with_shape_prior(hm, ox, oy, prior, trust=trust))[0]
+        shifts[trust] = out[3, :2] - moved[3]
+    share = {t: 1.0 - lik / t for t in shifts}
+    np.testing.assert_allclose(shifts[0.7] * share[0.9], shifts[0.9] * share[0.7], atol=1e-3)
+    toward = face[3] - moved[3]
+    norm = np.linalg.norm(shifts[0.9])
+    assert np.dot(shifts[0.9], toward) > 0.95 * norm * np.linalg.norm(toward)  # toward the face
+    assert 0.5 * share[0.9] * np.linalg.norm(toward) < norm < share[0.9] * np.linalg.norm(toward)
+    out = np.asarray(decode_with_shape_prior(hm, ox, oy, prior, trust=0.9))[0]
+    others = [k for k in range(len(face)) if k != 3]
+    np.testing.assert_array_equal(out[others], strong[others])
+    np.testing.assert_array_equal(out[:, 2], strong[:, 2])  # likelihoods unchanged
 
 
 def test_too_few_points_for_a_face_leaves_the_argmax(prior):

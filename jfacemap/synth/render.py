@@ -148,6 +148,23 @@ class FaceRenderer:
             return g.smin(head, cone, self.L.snout_blend)
         return np.minimum(head, cone)
 
+    def _onto_silhouette(self, u, v, nu, nv, phi, steps: int = 6, h: float = 0.25):
+        """Head-frame points (B,) moved to the nearest point of the moving head's outline (Newton
+        steps along the signed distance's numerical gradient; the hairs' ruffle is left out)."""
+        L = self.L
+
+        def sdf(a, b):
+            return self._moving_sdf(g.static_head_sdf(L, a, b), a, b, nu, nv, phi)
+
+        u, v = np.array(u, np.float64), np.array(v, np.float64)
+        for _ in range(steps):
+            d = sdf(u, v)
+            gu = (sdf(u + h, v) - sdf(u - h, v)) / (2 * h)
+            gv = (sdf(u, v + h) - sdf(u, v - h)) / (2 * h)
+            n2 = np.maximum(gu * gu + gv * gv, 1e-12)
+            u, v = u - d * gu / n2, v - d * gv / n2
+        return u, v
+
     def _snout_sdf(self, u, v, nu, nv, phi):
         """Moving snout tip (round cone to the nose) and lower jaw (rotated by phi about the mouth)."""
         L = self.L
@@ -359,6 +376,12 @@ class FaceRenderer:
         }
         for name, index in L.whiskers.key.items():
             points[name] = (bu[:, index], bv[:, index])
+        if L.snout_blend > 0:
+            # A muzzle that swells out of the face (smooth union) reaches past the rhinarium circle
+            # the nose points are placed on (median 11-17 px at 256 px inside the outline); real
+            # labels sit on the outline, so they are moved onto it.
+            for name in ("nose(tip)", "nose(top)"):
+                points[name] = self._onto_silhouette(*points[name], nu, nv, phi)
         u = np.stack([points[name][0] for name in FACEMAP_BODYPARTS], axis=1)
         v = np.stack([points[name][1] for name in FACEMAP_BODYPARTS], axis=1)
         return u, v

@@ -42,6 +42,7 @@ from jfacemap.io.keypoints import GROUND_TRUTH, facemap_pose_path, read_pose_sou
 from jfacemap.io.video import iter_chunks, video_info
 from jfacemap.nets.unet import FacemapUNet
 from jfacemap.track.inference import dispatch_batches, gather_batches, make_predict_fn
+from jfacemap.track.shape_prior import DECODER_VERSION
 
 __all__ = ["track_video", "track_videos", "partial_path", "DEFAULT_CHUNK"]
 
@@ -130,7 +131,7 @@ def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geom
     st = video.stat()
     what = [str(video.resolve()), st.st_size, st.st_mtime_ns, list(map(str, bodyparts)), list(map(int, geometry))]
     if getattr(model, "shape_prior", None) is not None:
-        what.append(model.shape_prior.to_json())
+        what.append([DECODER_VERSION, model.shape_prior.to_json()])
     h = hashlib.sha1(json.dumps(what + ([list(frames)] if frames is not None else [])).encode())
     for leaf in jax.tree.leaves(nnx.state(model)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
