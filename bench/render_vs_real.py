@@ -58,6 +58,7 @@ HIST_BINS = 32
 SPECTRUM_FIT = (1 / 64, 1 / 4)  # cycles / px: periods 4-64 px
 BANDS = {"low": (0.0, 1 / 32), "mid": (1 / 32, 1 / 8), "high": (1 / 8, np.inf)}  # cycles / px
 WINDOW = 16  # px, local statistics
+PAD_RADIUS, PAD_SIGMA = 12, 2.0  # px at 256: the whisker pad's window and its fine-detail scale
 
 LEGEND = {
     "whisker_u": "whiskers: mean u (eye-nose frame: origin eye centre = mean of the 4 eye points, "
@@ -95,11 +96,17 @@ LEGEND = {
     "shading_sd": f"SD across tiles of the {WINDOW} px tile mean (large-scale shading)",
     "noise_sigma": "sensor noise estimate, grey levels (Immerkaer 1996: mean |3x3 Laplacian-difference| "
                    "* sqrt(pi/2) / 6)",
+    "pad_detail": f"whisker pad: SD of the fine detail (image - Gaussian blur sigma {PAD_SIGMA}) within "
+                  f"{PAD_RADIUS} px of the whisker keypoints' centre, grey levels (shafts, fur strands)",
+    "pad_detail_rel": "pad_detail / the mean grey level there (contrast of the pad's detail, gain-free)",
+    "pad_radial": "whisker pad: share of the fine detail's gradient energy across the rays from the whisker "
+                  f"keypoints' centre (within {2 * PAD_RADIUS} px): 0.5 isotropic, 1 = lines radiating from it",
     "hist_js": f"Jensen-Shannon distance (base 2, 0-1) between the pooled {HIST_BINS}-bin histograms",
     "hist_emd": "earth mover's distance between the pooled histograms, grey levels",
 }
 LAYOUT_KEYS = ("whisker_u", "whisker_v", "nose_u", "nose_v", "eye_tilt_deg", "nose_spread_px",
                "nose_spread_all_px", "eye_width", "eye_height", "axis_px", "axis_tilt_deg", "nose_edge_px")
+PAD_KEYS = ("pad_detail", "pad_detail_rel", "pad_radial")
 IMAGE_KEYS = ("mean", "sd", "p5", "p50", "p95", "sat_hi", "sat_lo", "lap_sd", "grad_mean", "spec_slope",
               "band_low", "band_mid", "band_high", "local_sd", "local_sd_sd", "shading_sd", "noise_sigma")
 
@@ -314,6 +321,36 @@ def noise_sigma(image: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2.0) * np.abs(r).mean() / 6.0)
 
 
+def pad_stats(image: np.ndarray, xy: np.ndarray, bodyparts: Sequence[str]) -> dict:
+    """PAD_KEYS of one grey image: fine detail around the whisker keypoints (xy (K, 2) px), where
+    real close-ups show whisker shafts and fur converging on the pad. NaN where no whisker
+    keypoint is labelled or the window leaves the frame."""
+    idx = [i for i, b in enumerate(bodyparts) if b.startswith("whisker")]
+    pts = xy[idx] if idx else np.empty((0, 2))
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    nan = {k: np.nan for k in PAD_KEYS}
+    if not len(pts):
+        return nan
+    cx, cy = np.round(pts.mean(axis=0)).astype(int)
+    r, R = PAD_RADIUS, 2 * PAD_RADIUS
+    if not (R <= cx < image.shape[1] - R and R <= cy < image.shape[0] - R):
+        return nan
+    x = np.asarray(image, np.float64)
+    detail = x - ndimage.gaussian_filter(x, PAD_SIGMA)
+    yy, xx = np.mgrid[-R : R + 1, -R : R + 1]
+    rr = np.hypot(yy, xx)
+    win = (slice(cy - R, cy + R + 1), slice(cx - R, cx + R + 1))
+    disk = rr <= r
+    sd = float(detail[win][disk].std())
+    # gradients across the rays (perpendicular to the direction from the centre) mark radial lines
+    gy, gx = ndimage.sobel(detail, axis=0)[win], ndimage.sobel(detail, axis=1)[win]
+    ring = (rr >= 3) & (rr <= R)
+    along = (gx * xx + gy * yy) / np.maximum(rr, 1e-9)
+    energy = gx**2 + gy**2
+    radial = float(1.0 - (along**2)[ring].sum() / max(energy[ring].sum(), 1e-12))
+    return {"pad_detail": sd, "pad_detail_rel": sd / max(float(x[win][disk].mean()), 1.0), "pad_radial": radial}
+
+
 def image_stats(image: np.ndarray) -> dict:
     """All per-image statistics (IMAGE_KEYS) of one grey image (any float or integer dtype, 0-255)."""
     out = intensity_stats(image)
@@ -355,7 +392,7 @@ def describe_set(images: np.ndarray, keypoints: np.ndarray, bodyparts: Sequence[
     "v": [...]}}, "histogram": pooled normalised histogram, "radial_spectrum": {"freq", "mean_log10_power"}
     (mean over images), "layout_frames": how many faces had a frame}.
     """
-    per_image = {k: [] for k in LAYOUT_KEYS + IMAGE_KEYS}
+    per_image = {k: [] for k in LAYOUT_KEYS + PAD_KEYS + IMAGE_KEYS}
     per_kp = {b: {"u": [], "v": []} for b in PER_KEYPOINT if b in bodyparts}
     hists, spectra = [], []
     n_frames = 0
@@ -367,7 +404,7 @@ def describe_set(images: np.ndarray, keypoints: np.ndarray, bodyparts: Sequence[
         for b in per_kp:
             u, v = (np.nan, np.nan) if lay is None else lay["per_keypoint"][b]
             per_kp[b]["u"].append(u), per_kp[b]["v"].append(v)
-        for k, value in image_stats(image).items():
+        for k, value in (pad_stats(image, kp[:, :2], bodyparts) | image_stats(image)).items():
             per_image[k].append(value)
         hists.append(histogram(image))
         freq, power = radial_spectrum(image)
@@ -387,7 +424,7 @@ def compare(real: dict, render: dict, per_keypoint: bool = False) -> list[dict]:
                      "render range": _range(s), "gap": s["mean"] - r["mean"], "auc": auc(b, a),
                      "n real": r["n"], "n render": s["n"]})
 
-    for key in LAYOUT_KEYS + IMAGE_KEYS:
+    for key in LAYOUT_KEYS + PAD_KEYS + IMAGE_KEYS:
         row(key, real["per_image"][key], render["per_image"][key])
     if per_keypoint:
         for b in real["per_keypoint"]:
@@ -506,7 +543,7 @@ def main(argv=None) -> dict:
                           **{k: v for k, v in rendered.items() if k != "per_keypoint"}}
     print("\nlegend (one value per image, at 256 scale; gap = render mean - real mean; auc = P(render > real) "
           "over pairs, 0.5 = overlapping, 0/1 = separated):")
-    for key in LAYOUT_KEYS + IMAGE_KEYS + ("hist_js", "hist_emd"):
+    for key in LAYOUT_KEYS + PAD_KEYS + IMAGE_KEYS + ("hist_js", "hist_emd"):
         print(f"  {key:>18}: {LEGEND[key]}")
     if "between_mice" in real:
         b = real["between_mice"]

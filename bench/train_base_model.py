@@ -44,7 +44,22 @@ from jfacemap.track.model_store import save_tracker  # noqa: E402
 from jfacemap.track.augment import ZOOM  # noqa: E402
 from jfacemap.track.train import LossWeights, evaluate_tracker, get_recipe, train_devices, train_tracker  # noqa: E402
 
-TEST_SEED_BASE = 100_000  # held-out sessions: disjoint from the training seeds 0..S-1
+TEST_SEED_BASE = 100_000  # held-out sessions: above every training seed (--first-seed + --seeds)
+
+
+def training_sessions(first_seed: int, n: int, families, lab2_fraction: float = 0.0):
+    """(seeds first_seed .. first_seed + n - 1, their styles, the seeds made lab2): `families`
+    in turn by seed (seed % len(families), so a run continued on fresh sessions keeps the
+    mix), and a `lab2_fraction` of the sessions, spread evenly over the range, made lab2."""
+    if not 0 <= first_seed <= TEST_SEED_BASE - n:
+        raise ValueError(f"training seeds must stay in 0..{TEST_SEED_BASE - 1}, below the test seeds")
+    seeds = list(range(first_seed, first_seed + n))
+    styles = [families[s % len(families)] for s in seeds]
+    n_lab2 = int(round(lab2_fraction * n))
+    # spread evenly over the seed range, so a fraction is a fraction of every part
+    lab2 = set(np.linspace(0, n - 1, n_lab2).round().astype(int).tolist()) if n_lab2 else set()
+    styles = ["lab2" if i in lab2 else st for i, st in enumerate(styles)]
+    return seeds, styles, [seeds[i] for i in sorted(lab2)]
 
 
 def sample_frames(seed: int, style: str, n_frames: int, session_frames: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -97,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default=None, help="model name (default base, or base-quick with --quick)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default weights/<name>; temp with --quick)")
     ap.add_argument("--seeds", type=int, default=60, help="training sessions")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="first training session's seed (a run continued on fresh sessions starts past the last one)")
     ap.add_argument("--frames-per-seed", type=int, default=40)
     ap.add_argument("--session-frames", type=int, default=15_000, help="session length (frames at 50 Hz)")
     ap.add_argument("--lab2-fraction", type=float, default=0.0,
@@ -140,12 +157,10 @@ def main(argv=None) -> int:
                                         "loss": LossWeights(offset_norm="l1"), **overrides})
 
     families = [s.strip() for s in args.styles.split(",") if s.strip()]
-    seeds = list(range(args.seeds))
-    styles = [families[s % len(families)] for s in seeds]
-    n_lab2 = int(round(args.lab2_fraction * args.seeds))
-    # lab2 sessions spread evenly over the seed range, so a fraction is a fraction of every part
-    lab2 = set(np.linspace(0, args.seeds - 1, n_lab2).round().astype(int).tolist()) if n_lab2 else set()
-    styles = ["lab2" if s in lab2 else st for s, st in zip(seeds, styles)]
+    try:
+        seeds, styles, lab2_seeds = training_sessions(args.first_seed, args.seeds, families, args.lab2_fraction)
+    except ValueError as err:
+        raise SystemExit(f"--first-seed {args.first_seed}: {err}") from None
     held_out = [s.strip() for s in args.held_out.split(",") if s.strip() and s.strip() not in styles]
     print(f"device: {jax.devices()[0]} ({len(train_devices(recipe.batch_size))} share each batch)  recipe: {recipe.name} epochs={recipe.epochs} batch={recipe.batch_size} "
           f"lr={recipe.lr}  data: {args.seeds} sessions ({', '.join(f'{styles.count(f)} {f}' for f in sorted(set(styles)))})"
@@ -214,10 +229,10 @@ def main(argv=None) -> int:
                 + (f", {errors['real-faces']['mean_px']:.1f} px on real faces (256 scale)" if real else "")),
         "command": "python bench/train_base_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "recipe": recipe.to_dict(),
-        "training_data": {"generator": "jfacemap.synth.make_session", "seeds": [0, args.seeds - 1],
+        "training_data": {"generator": "jfacemap.synth.make_session", "seeds": [seeds[0], seeds[-1]],
                           "styles": {f: styles.count(f) for f in sorted(set(styles))}, "held_out": held_out,
                           "init": args.init,
-                          "lab2_seeds": sorted(lab2), "frames_per_seed": args.frames_per_seed,
+                          "lab2_seeds": lab2_seeds, "frames_per_seed": args.frames_per_seed,
                           "session_frames": args.session_frames, "sampling": "one random frame per equal stratum",
                           "n_frames": int(len(frames)), "size": list(frames.shape[1:])},
         "test_error_px": errors,

@@ -238,3 +238,22 @@ def test_end_to_end_tiny_run(tmp_path, monkeypatch):
     assert rows["lap_sd"]["gap"] == pytest.approx(rows["lap_sd"]["render"] - rows["lap_sd"]["real"], rel=1e-4)
     assert 0 <= rows["hist_js"]["gap"] <= 1
     assert len(data["renders"][STYLES[0]]["per_image"]["lap_sd"]) == 2
+
+
+def test_pad_statistics_tell_radiating_lines_from_isotropic_texture():
+    """pad_radial ~1 for lines through the whisker keypoints' centre, ~0.5 for white noise, ~0 for
+    rings around it; pad_detail is the high-pass SD (0 on a flat image), NaN without whiskers."""
+    xy = face_array()  # whisker centre (160, 125)
+    yy, xx = np.mgrid[0:256, 0:256]
+    angle = np.arctan2(yy - 125, xx - 160)
+    radius = np.hypot(yy - 125, xx - 160)
+    rays = 120 + 60 * np.cos(12 * angle)  # 12 dark/bright spokes radiating from the centre
+    rings = 120 + 60 * np.cos(2 * np.pi * radius / 6)
+    noise = 120 + 20 * np.random.default_rng(0).standard_normal((256, 256))
+    r_rays, r_rings, r_noise = (rv.pad_stats(im, xy, BP)["pad_radial"] for im in (rays, rings, noise))
+    assert r_rays > 0.9 and r_rings < 0.1 and 0.4 < r_noise < 0.6
+    flat = rv.pad_stats(np.full((256, 256), 80.0), xy, BP)
+    assert flat["pad_detail"] == 0.0 and flat["pad_detail_rel"] == 0.0
+    assert rv.pad_stats(noise, xy, BP)["pad_detail"] > 10
+    no_whiskers = face_array({k: v for k, v in FACE.items() if not k.startswith("whisker")})
+    assert all(np.isnan(v) for v in rv.pad_stats(noise, no_whiskers, BP).values())

@@ -416,6 +416,7 @@ def test_wild_family_draws_wide_ranges_and_leaves_other_styles_alone():
     for style in ("lab1", "lab2"):
         p = sample_face_params(3, style=style)
         assert (p.pad_du, p.pad_dv, p.whisker_sparsity, p.fur_streak) == (0.0, 0.0, 0.0, 1.0)
+        assert (p.whisker_tone, p.pad_fur) == (0.0, 0.0)
 
 
 def test_wild_hides_whiskers_but_never_the_keypoint_ones():
@@ -428,6 +429,53 @@ def test_wild_hides_whiskers_but_never_the_keypoint_ones():
         others = np.delete(w.opacity, keyed)
         assert np.any(others == 0) and np.any(others > 0)
     assert make_layout(sample_face_params(0)).whiskers.opacity is None
+
+
+def test_wild_keypoint_whiskers_show_as_dark_shafts_on_the_pad():
+    """Real IR close-ups show the keypoint whiskers as dark shafts on the pad's fur. With
+    whisker_tone < 1 the frame must be darker along them (where the pad is not clipped at white)
+    than the same frame with whiskers of the fur's own albedo (tone 1), and unchanged far from
+    the pad."""
+    names = ("whisker(I)", "whisker(II)", "whisker(III)")
+    checked = 0
+    for seed in range(12):
+        p = dataclasses.replace(sample_face_params(seed, style="wild"), rotation=0.0, zoom=0.8,
+                                shift_x=0.0, shift_y=0.0, flip=False, noise_std=0.0, shot_noise=0.0)
+        if not 0 < p.whisker_tone < 1:
+            continue
+        behavior = simulate_behavior(2, seed=seed)
+        dark, kp = render_frames(p, behavior, 0, 1)
+        plain = render_frames(dataclasses.replace(p, whisker_tone=1.0), behavior, 0, 1)[0]
+        ratios = []
+        for name in names:
+            x, y = np.round(kp[0, K[name], :2]).astype(int)
+            win = (slice(y - 3, y + 4), slice(x - 3, x + 4))
+            if plain[0][win].mean() < 250:  # a pad clipped at white may hide a thin shaft's partial pixels
+                ratios.append(dark[0][win].astype(float).mean() / max(plain[0][win].astype(float).mean(), 1.0))
+        if not ratios:
+            continue
+        assert max(ratios) <= 1.0 and min(ratios) < 0.97, (seed, ratios)
+        corner = (slice(0, 12), slice(0, 12))  # far from the pad: untouched
+        assert np.array_equal(dark[0][corner], plain[0][corner])
+        checked += 1
+    assert checked >= 5
+
+
+def test_wild_fur_radiates_from_the_whisker_pad_only_near_it():
+    from jfacemap.synth.geometry import Camera, make_layout
+    from jfacemap.synth.texture import _PAD_FUR_RADIUS, fur_texture, pad_centre
+
+    p = dataclasses.replace(sample_face_params(4, style="wild"), rotation=0.0, zoom=0.6, flip=False,
+                            shift_x=0.0, shift_y=0.0, size=128)
+    L, cam = make_layout(p), Camera.from_params(p)
+    u, v = cam.head_grid(0, p.size, 0, p.size)
+    radial = fur_texture(dataclasses.replace(p, pad_fur=1.0), L, cam, u, v)
+    plain = fur_texture(dataclasses.replace(p, pad_fur=0.0), L, cam, u, v)
+    cu, cv = pad_centre(L)
+    r = np.hypot(u - cu, v - cv) / _PAD_FUR_RADIUS
+    diff = np.abs(radial - plain)
+    near, far = diff[r < 0.5].mean(), diff[r > 4].mean()
+    assert near > 0.1 and far < 0.1 * near, (near, far)  # the strands turn near the pad, not far from it
 
 
 def _eye_nose_uv(style, names, seeds=range(12)):

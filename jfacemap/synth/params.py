@@ -20,7 +20,8 @@ import numpy as np
 # "wild": domain randomisation for the shipped tracker: every identity, camera
 # and imaging parameter drawn from a wide range centred on what the real faces
 # measure (bench/render_vs_real.py): blunt bulbous snouts, round eyes, whisker
-# pad low and back, soft fine fur, saturating muzzles, tight crops at 0.7-3x
+# pad low and back with its keypoint whiskers as (mostly dark) shafts on the pad's
+# fur, soft fine fur radiating from the pad, saturating muzzles, tight crops at 0.7-3x
 # zoom that may cut the nose or eye at the frame edge, either facing direction.
 STYLES: tuple[str, ...] = ("lab1", "lab2", "wild")
 
@@ -85,6 +86,10 @@ class FaceParams:
     pad_dv: float = 0.0
     whisker_sparsity: float = 0.0  # share of the pad's non-keypoint whiskers not drawn
     fur_streak: float = 1.0  # weight of the hair strands in the fur texture (< 1: softer)
+    # 0: whiskers have the absolute albedo whisker_brightness; > 0: this times the fur's
+    # albedo at the pad (< 1: dark shafts on the pad's fur, as real IR close-ups show them).
+    whisker_tone: float = 0.0
+    pad_fur: float = 0.0  # 0-1: how much the fur around the whisker pad flows out of it radially
     # The muzzle and where its keypoints sit (defaults: the lab layout). snout_droop
     # raises the snout base, so the snout points further down than the eye-nose line.
     # Angles are around the rhinarium from the snout axis (+ = down); the nostril
@@ -288,6 +293,11 @@ def _sample_wild(rng: np.random.Generator, seed: int, size: int) -> FaceParams:
     muzzle = _wild_muzzle(rng)
     eye = _wild_eye(rng)
     marks = dict(rhinarium_blend=_u(rng, 0.0, 0.8), nostril_dark=_u(rng, 0.0, 0.45), mouth_dark=_u(rng, 0.0, 0.85))
+    # Drawn last, so every earlier draw (the geometry) is as before. Real pads show dark whisker
+    # shafts converging on the keypoints through fur that radiates from the pad; renders with an
+    # absolute whisker albedo often hid the keypoint whiskers in a bright or dark pad.
+    tone = _u(rng, 0.3, 0.75) if rng.random() < 0.8 else _u(rng, 1.25, 1.7)
+    pad.update(whisker_tone=tone, pad_fur=_u(rng, 0.3, 1.0))
     # eye_b was drawn as the half height of the whole opening: keep that height
     identity["eye_b"] *= 2.0 / (1.0 + eye["eye_upper"])
     return FaceParams(style="wild", size=int(size), seed=int(seed), **identity, **camera, **imaging,

@@ -20,7 +20,7 @@ from jfacemap.skeleton import FACEMAP_BODYPARTS
 from jfacemap.synth import geometry as g
 from jfacemap.synth.behavior import BehaviorLatents
 from jfacemap.synth.params import FaceParams
-from jfacemap.synth.texture import background, coverage, fur_albedo, gain_map, shade
+from jfacemap.synth.texture import background, coverage, fur_albedo, fur_base, gain_map, pad_centre, shade
 from jfacemap.synth.whiskers import WhiskerLayers
 
 _NOISE_BANK = 16
@@ -121,7 +121,12 @@ class FaceRenderer:
         self.snout_nose = self.snout.subset(nose_mask)
         self.snout_mouth = self.snout.subset(mouth_mask)
 
-        self.whiskers = WhiskerLayers(p, L, cam, cov, blur_px)
+        brightness = None
+        if p.whisker_tone > 0:
+            # Relative to the pad's fur as the camera records it (clipped at white, so a dark shaft
+            # shows on a saturated pad, as in real IR video): no pad hides its keypoint whiskers.
+            brightness = p.whisker_tone * min(float(fur_base(p, L, *pad_centre(L))), 250.0 / p.gain)
+        self.whiskers = WhiskerLayers(p, L, cam, cov, blur_px, brightness)
         self.gain = gain_map(p, (size, size)).astype(np.float32)
         signal = np.maximum(self.static * self.gain, 0.0)
         self.noise_scale = np.sqrt(p.noise_std**2 + p.shot_noise * signal).astype(np.float32)

@@ -31,6 +31,18 @@ def fur_texture(p: FaceParams, L: Layout, cam: Camera, u: np.ndarray, v: np.ndar
     dx, dy = xs - qx, ys - qy
     norm = np.maximum(np.hypot(dx, dy), 1e-6)
     dx, dy = dx / norm, dy / norm
+    if p.pad_fur > 0:
+        # near the whisker pad the hairs radiate from it: blend the two flows as axes (doubled
+        # angles), so that opposite directions along one line do not cancel
+        cx, cy = cam.to_pixel(*pad_centre(L))
+        ex, ey = xs - cx, ys - cy
+        r = np.maximum(np.hypot(ex, ey), 1e-6)
+        ex, ey = ex / r, ey / r
+        w = p.pad_fur * np.exp(-((r / (_PAD_FUR_RADIUS * cam.scale)) ** 2))
+        c2 = (1.0 - w) * (dx * dx - dy * dy) + w * (ex * ex - ey * ey)
+        s2 = (1.0 - w) * 2.0 * dx * dy + w * 2.0 * ex * ey
+        theta = 0.5 * np.arctan2(s2, c2)
+        dx, dy = np.cos(theta), np.sin(theta)
     strands = []
     for sigma, half_len in ((0.55 * k, 11.0 * k * cam.scale), (1.4 * k, 16.0 * k * cam.scale)):
         noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
@@ -46,17 +58,29 @@ def fur_texture(p: FaceParams, L: Layout, cam: Camera, u: np.ndarray, v: np.ndar
     return streak * (0.55 * strands[0] + 0.4 * strands[1]) + 0.15 * fine + (0.2 + 0.6 * (1.0 - streak)) * blotch
 
 
-def fur_albedo(p: FaceParams, L: Layout, cam: Camera, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Unshaded fur brightness at head coordinates (brighter toward the snout and cheek), and the texture."""
+_PAD_FUR_RADIUS = 35.0  # head units: reach of the pad's radial fur (the pad is ~30 x 24)
+
+
+def pad_centre(L: Layout) -> tuple[float, float]:
+    """Centre of the whisker pad (head units): the mean of the whisker bases at rest."""
+    return float(np.mean(L.whiskers.base_u)), float(np.mean(L.whiskers.base_v))
+
+
+def fur_base(p: FaceParams, L: Layout, u, v):
+    """Fur albedo without the texture: brighter toward the snout and the cheek."""
     snout = 1.0 / (1.0 + np.exp(-(u - (L.snout_a[0] - 25.0)) / 28.0))
     cheek = 1.0 / (1.0 + np.exp(-(v - (L.eye[1] + 80.0)) / 18.0))
-    base = p.fur_brightness * (0.62 + p.snout_gain * snout + 0.35 * cheek)
+    return p.fur_brightness * (0.62 + p.snout_gain * snout + 0.35 * cheek)
+
+
+def fur_albedo(p: FaceParams, L: Layout, cam: Camera, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Unshaded fur brightness at head coordinates (brighter toward the snout and cheek), and the texture."""
+    base = fur_base(p, L, u, v)
     # darker, smoother fur ring around the eye
     ring = sd_ellipse(u, v, L.eye[0], L.eye[1], L.eye_a, L.eye_b, L.eye_tilt)
     base = base * (1.0 - 0.12 * np.exp(-np.maximum(ring, 0.0) / 6.0))
     # the whisker pad is a bright, slightly raised region
-    pad_u = float(np.mean(L.whiskers.base_u))
-    pad_v = float(np.mean(L.whiskers.base_v))
+    pad_u, pad_v = pad_centre(L)
     pad = sd_ellipse(u, v, pad_u, pad_v, 30.0, 24.0, np.deg2rad(15))
     base = base * (1.0 + 0.12 * np.exp(-np.maximum(pad, 0.0) / 8.0))
     tex = fur_texture(p, L, cam, u, v)

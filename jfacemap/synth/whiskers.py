@@ -111,9 +111,11 @@ class WhiskerLayers:
     are built lazily (a short call renders only the angles it uses) and are
     deterministic, so the build order does not matter.
     `head_cover` (H, W): coverage of the head at rest; it hides the far-side whiskers.
+    `brightness`: the whiskers' albedo (default `p.whisker_brightness`).
     """
 
-    def __init__(self, p, L: Layout, cam: Camera, head_cover: np.ndarray, edge_sigma: float):
+    def __init__(self, p, L: Layout, cam: Camera, head_cover: np.ndarray, edge_sigma: float,
+                 brightness: float | None = None):
         size = head_cover.shape[0]
         rng = np.random.default_rng(p.whisker_seed + 7)
         far = _far_side(p, L, rng)
@@ -139,6 +141,7 @@ class WhiskerLayers:
         self.n_seg_near = sum(max(4, int(np.ceil(n * cam.scale / _SEGMENT_PX))) for n in L.whiskers.length)
         self.hide = 1.0 - head_cover[y0:y1, x0:x1]
         self.p, self.L, self.cam, self.edge_sigma = p, L, cam, edge_sigma
+        self.brightness = p.whisker_brightness if brightness is None else float(brightness)
         self.mul = np.empty((WHISK_LEVELS, self.h, self.w), np.float32)
         self.add = np.empty((WHISK_LEVELS, self.h, self.w), np.float32)
         self.built = np.zeros(WHISK_LEVELS, bool)
@@ -178,4 +181,4 @@ class WhiskerLayers:
             dot = ndimage.gaussian_filter(dot, self.edge_sigma, mode="constant")
         darken = 1.0 - 0.3 * dot
         self.mul[q] = (1.0 - alpha) * darken
-        self.add[q] = alpha * darken * self.p.whisker_brightness
+        self.add[q] = alpha * darken * self.brightness
