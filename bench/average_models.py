@@ -71,7 +71,8 @@ def main(argv=None) -> int:
         "command": "python -m bench.average_models " + " ".join(argv if argv is not None else sys.argv[1:]),
         "averaged": {"a": args.a, "b": args.b, "weight_b": args.weight_b,
                      "a_weights_sha256": meta_a.get(CHECKSUM_KEY), "b_weights_sha256": meta_b.get(CHECKSUM_KEY),
-                     "b_command": meta_b.get("command")},
+                     # the run that trained B's side (through B's own average, if B is one)
+                     "b_command": meta_b.get("averaged", {}).get("b_command") or meta_b.get("command")},
         "lineage": list(meta_a.get("lineage", [])) + [
             {"name": meta_a.get("name", args.a), "compute": meta_a.get("compute"), "command": meta_a.get("command")},
             {"name": meta_b.get("name", args.b), "compute": meta_b.get("compute"), "command": meta_b.get("command")}],

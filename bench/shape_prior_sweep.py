@@ -29,13 +29,20 @@ from bench.train_base_model import TEST_SEED_BASE, build_set, cached_training_se
 REPO = Path(__file__).resolve().parents[1]
 
 
+def training_command(info: dict) -> str:
+    """The train_base_model command that drew the training set model.json's `training_data`
+    describes: its `command`, or for an averaged model (bench/average_models.py) its B side's."""
+    return info.get("averaged", {}).get("b_command") or info["command"]
+
+
 def training_keypoints(info: dict, bodyparts: list[str], cache: Path) -> np.ndarray:
     """(N, K, 3) keypoints of the training set described by model.json's `training_data`."""
     data = info["training_data"]
     lo, hi = data["seeds"]
     seeds = list(range(lo, hi + 1))
     # train_base_model's assignment: families cycle over seeds in the order given on its command line
-    families = info["command"].split("--styles ")[1].split()[0].split(",") if "--styles " in info["command"] else ["lab1"]
+    command = training_command(info)
+    families = command.split("--styles ")[1].split()[0].split(",") if "--styles " in command else ["lab1"]
     styles = [families[s % len(families)] for s in seeds]
     _, keypoints, names = cached_training_set(cache, seeds, styles, data["frames_per_seed"], data["session_frames"])
     return keypoints[:, [names.index(b) for b in bodyparts]]
@@ -85,8 +92,10 @@ def main(argv=None) -> dict:
         model, names, info = load_tracker(args.model)
         cache = args.cache
         if cache is None:
-            command = info["command"].split()
-            cache = REPO / command[command.index("--checkpoint-dir") + 1]
+            words = training_command(info).split()
+            if "--checkpoint-dir" not in words:
+                raise SystemExit(f"{args.model}: its model.json command names no --checkpoint-dir; pass --cache")
+            cache = REPO / words[words.index("--checkpoint-dir") + 1]
         prior = fit_shape_prior(training_keypoints(info, names, cache))
         styles = [s.strip() for s in args.styles.split(",") if s.strip()]
         seeds = [TEST_SEED_BASE + i for i in range(args.test_seeds)]

@@ -57,3 +57,18 @@ def test_cli_writes_a_loadable_folder_with_its_lineage_and_compute(tmp_path):
     assert on_disk["weights_sha256"] not in (meta["averaged"]["a_weights_sha256"], meta["averaged"]["b_weights_sha256"])
     for la, lb, lm in zip(_leaves(a), _leaves(b), _leaves(model)):
         np.testing.assert_allclose(lm, 0.5 * (la + lb), rtol=1e-6, atol=1e-7)
+
+
+def test_an_average_of_an_average_keeps_the_training_run_that_drew_its_data(tmp_path):
+    from bench.shape_prior_sweep import training_command
+
+    train = "python bench/train_base_model.py --styles wild,lab1 --checkpoint-dir ck"
+    save_tracker(tmp_path / "a", _model(0), FACEMAP_BODYPARTS, {"name": "a", "command": "train a"})
+    save_tracker(tmp_path / "b", _model(1), FACEMAP_BODYPARTS, {"name": "b", "command": train})
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--weight-b", "0.5", "--name", "ab", "--out", str(tmp_path / "ab")])
+    main([str(tmp_path / "a"), str(tmp_path / "ab"), "--weight-b", "0.5", "--name", "aab", "--out", str(tmp_path / "aab")])
+    for name in ("ab", "aab"):
+        meta = load_tracker(tmp_path / name)[2]
+        assert meta["command"].startswith("python -m bench.average_models")
+        assert meta["averaged"]["b_command"] == train and training_command(meta) == train
+    assert training_command({"command": train}) == train
