@@ -34,6 +34,12 @@ _MODEL_KEYS = ("format", "version", "bodyparts", "channels", "n_upsample", "kern
                "shape_prior", CHECKSUM_KEY)
 
 
+def training_command(info: dict) -> str:
+    """The train_base_model command that drew the training set a model.json's `training_data`
+    describes: its `command`, or for an averaged model its B side's (through averages of averages)."""
+    return info.get("averaged", {}).get("b_command") or info["command"]
+
+
 def average_weights(model_a, model_b, weight_b: float):
     """A copy of `model_b` with every variable (params, BatchNorm statistics) set to
     (1 - weight_b) * A + weight_b * B. The shape prior and context are B's."""
@@ -71,8 +77,7 @@ def main(argv=None) -> int:
         "command": "python -m bench.average_models " + " ".join(argv if argv is not None else sys.argv[1:]),
         "averaged": {"a": args.a, "b": args.b, "weight_b": args.weight_b,
                      "a_weights_sha256": meta_a.get(CHECKSUM_KEY), "b_weights_sha256": meta_b.get(CHECKSUM_KEY),
-                     # the run that trained B's side (through B's own average, if B is one)
-                     "b_command": meta_b.get("averaged", {}).get("b_command") or meta_b.get("command")},
+                     "b_command": training_command(meta_b)},
         "lineage": list(meta_a.get("lineage", [])) + [
             {"name": meta_a.get("name", args.a), "compute": meta_a.get("compute"), "command": meta_a.get("command")},
             {"name": meta_b.get("name", args.b), "compute": meta_b.get("compute"), "command": meta_b.get("command")}],

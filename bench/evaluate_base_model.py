@@ -71,13 +71,12 @@ def main(argv=None) -> int:
     print(f"wrote {path}")
     if args.write and args.test_set:
         folder = resolve_model(args.model)
-        text = (folder / "model.json").read_text()
-        meta = json.loads(text)
+        meta = json.loads((folder / "model.json").read_text())
         meta["test_error_px"] = {k: {f: v for f, v in r.items() if f != "seconds"} for k, r in results.items()}
         if args.note:
             meta["test_error_note"] = args.note
         tmp = folder / "model.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=len(text.splitlines()[1]) - len(text.splitlines()[1].lstrip()) or 2) + "\n")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, folder / "model.json")
         print(f"rewrote test_error_px in {folder / 'model.json'}")
     return 0

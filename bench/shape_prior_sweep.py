@@ -23,16 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.average_models import training_command
 from bench.common import machine_info, print_table, write_results
 from bench.train_base_model import TEST_SEED_BASE, build_set, cached_training_set
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def training_command(info: dict) -> str:
-    """The train_base_model command that drew the training set model.json's `training_data`
-    describes: its `command`, or for an averaged model (bench/average_models.py) its B side's."""
-    return info.get("averaged", {}).get("b_command") or info["command"]
 
 
 def training_keypoints(info: dict, bodyparts: list[str], cache: Path) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bench.average_models import average_weights, main
+from bench.average_models import average_weights, main, training_command
 from jfacemap.nets.unet import FacemapUNet
 from jfacemap.skeleton import FACEMAP_BODYPARTS
 from jfacemap.track.model_store import load_tracker, save_tracker
@@ -60,8 +60,6 @@ def test_cli_writes_a_loadable_folder_with_its_lineage_and_compute(tmp_path):
 
 
 def test_an_average_of_an_average_keeps_the_training_run_that_drew_its_data(tmp_path):
-    from bench.shape_prior_sweep import training_command
-
     train = "python bench/train_base_model.py --styles wild,lab1 --checkpoint-dir ck"
     save_tracker(tmp_path / "a", _model(0), FACEMAP_BODYPARTS, {"name": "a", "command": "train a"})
     save_tracker(tmp_path / "b", _model(1), FACEMAP_BODYPARTS, {"name": "b", "command": train})
