@@ -303,6 +303,9 @@ def main(argv=None) -> None:
         if "shape_prior" in base_json and len(base_json["bodyparts"]) == model.n_keypoints:
             model.shape_prior = ShapePrior.from_json(base_json["shape_prior"])
             programs["jfacemap-fast+prior"] = make_predict_fn(model, None, (SIZE, SIZE), fast=True)
+            if base_json.get("flip_average"):  # and with its flip averaging: the shipped base's full default
+                programs["jfacemap-fast+prior+flip"] = make_predict_fn(model, None, (SIZE, SIZE), fast=True,
+                                                                       flip_average=True)
             model.shape_prior = None
 
     def jf_call(fn, batch):
@@ -403,6 +406,8 @@ def main(argv=None) -> None:
                 "make_predict_fn(model, None, (256, 256), fast=False) on host uint8 frames; block_until_ready + np.asarray",
                 "jfacemap-fast": None if args.no_fast else "make_predict_fn(..., fast=True), tracking's default path",
                 "jfacemap-fast+prior": None if args.no_fast else "the same, decoding with the shipped base's layout prior",
+                "jfacemap-fast+prior+flip": None if "jfacemap-fast+prior+flip" not in programs else
+                "the same, also averaging each frame's outputs with its mirror image's (the shipped base's default)",
                 "original": None
                 if args.no_original
                 else "facemap 1.0.8: transforms.preprocess_img + pose_helper_functions.predict + "
@@ -464,6 +469,8 @@ def main(argv=None) -> None:
                 row["speedup"] = row["original ms/img"] / row["jfacemap ms/img"]
             if "jfacemap-fast ms/img" in row:
                 row["fast speedup"] = row["original ms/img"] / row["jfacemap-fast ms/img"]
+            if "jfacemap-fast+prior+flip ms/img" in row:
+                row["flip speedup"] = row["original ms/img"] / row["jfacemap-fast+prior+flip ms/img"]
         rows.append(row)
         detail[str(b)] = {
             "calls_per_run": calls,
@@ -483,7 +490,7 @@ def main(argv=None) -> None:
     columns = ["batch", "images/run"]
     for name in (*programs, "original"):
         columns += [f"{name} ms/img", f"{name} fps"]
-    columns += ["speedup", "fast speedup"]
+    columns += ["speedup", "fast speedup", "flip speedup"]
     columns = [c for c in columns if any(c in r for r in rows)]
     print_table(rows, columns)
     print("speedup = jfacemap frames/s / original frames/s (> 1: jfacemap faster); medians over runs")

@@ -86,7 +86,9 @@ def main(argv=None) -> int:
         weights = read_model_json(args.base).get("weights_sha256")
     except (OSError, ValueError):  # a .pt file or the original's installed model: no model.json
         weights = None
-    config = {"base": args.base, "weights": weights, "counts": counts, "pool_sessions": args.pool_sessions,
+    # ... and how it decodes (flip averaging is a model setting fine-tuned models inherit)
+    config = {"base": args.base, "weights": weights, "flip_average": bool(getattr(base, "flip_average", False)),
+              "counts": counts, "pool_sessions": args.pool_sessions,
               "test_seeds": [test_seeds[0], test_seeds[-1]], "test_frames": int(len(test)),
               "recipes": {k: r.to_dict() for k, r in recipes.items()}, "seed": args.seed}
     partial = RESULTS / ("finetune_curve_quick.partial.json" if args.quick else "finetune_curve.partial.json")
@@ -94,8 +96,9 @@ def main(argv=None) -> int:
     if runs.get("config") != json.loads(json.dumps(config)):
         # Training from scratch does not read the base model: keep those runs when only the base changed.
         def same_but_base(a: dict) -> bool:
-            return {k: v for k, v in a.items() if k not in ("base", "weights")} == \
-                {k: v for k, v in json.loads(json.dumps(config)).items() if k not in ("base", "weights")}
+            ignore = ("base", "weights", "flip_average")
+            return {k: v for k, v in a.items() if k not in ignore} == \
+                {k: v for k, v in json.loads(json.dumps(config)).items() if k not in ignore}
         kept = {k: v for k, v in runs.get("results", {}).items()
                 if k.startswith("scratch/") and same_but_base(runs.get("config", {}))}
         runs = {"config": config, "results": kept}

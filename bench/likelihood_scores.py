@@ -14,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import rankdata
 
+from jfacemap.track.decode import average_with_mirror
 from jfacemap.track.preprocess import NET_SIZE, crop_geometry, keypoints_to_frame, preprocess
 from jfacemap.track.shape_prior import decode_keypoints
 
 
-def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8, shape_prior: bool = True) -> tuple[dict, np.ndarray]:
+def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8, shape_prior: bool = True,
+                   flip_average: bool | None = None) -> tuple[dict, np.ndarray]:
     """Scores per (frame, keypoint) from the eval-mode heatmap, and the decoded points.
 
     frames: (N, H, W) uint8. Returns ({name: (N, K)}, (N, K, 2) x, y frame px):
@@ -27,16 +29,23 @@ def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8, shape_p
       mass_near     share of the heatmap's mass within 2 sigma (6 cells) of its maximum
       peak_ratio    1 - (highest value farther than 2 sigma from the maximum) / maximum
     The points are decoded as tracking does (with the model's layout prior unless
-    `shape_prior` is False); the scores always describe the heatmap's maximum.
+    `shape_prior` is False) and with the model's flip averaging unless `flip_average` says
+    otherwise; the scores always describe the (averaged) heatmap's maximum.
     """
     geom = crop_geometry(frames.shape, bbox, NET_SIZE, model.context)
     prior = model.shape_prior if shape_prior else None
+    flip = getattr(model, "flip_average", False) if flip_average is None else flip_average
 
     @jax.jit
     def run(x):
-        out = model(preprocess(x, bbox, context=model.context), train=False)
-        hm = out.heatmap
-        kp = decode_keypoints(hm, out.offset_x, out.offset_y, prior, stride=NET_SIZE / hm.shape[1])
+        x = preprocess(x, bbox, context=model.context)
+        out = model(x, train=False)
+        hm, ox, oy = out.heatmap, out.offset_x, out.offset_y
+        if flip:
+            m = model(x[:, :, ::-1], train=False)
+            hm, ox, oy = average_with_mirror((hm, ox, oy), (m.heatmap, m.offset_x, m.offset_y),
+                                             stride=NET_SIZE / hm.shape[1])
+        kp = decode_keypoints(hm, ox, oy, prior, stride=NET_SIZE / hm.shape[1])
         b, g, _, k = hm.shape
         flat = hm.reshape(b, g * g, k)
         peak = flat.max(1)

@@ -2,6 +2,7 @@
 
     python -m bench.shape_prior_sweep --model base                 # score; the pick is made on synthetic styles
     python -m bench.shape_prior_sweep --model weights/base --write # also (re)fit the prior into model.json
+    python -m bench.shape_prior_sweep --model base --flip-average   # decode flip-averaged outputs (`--write`: and keep it)
     python -m bench.bench_train_real --only jfacemap --seed 0 --save /tmp/mm0
     python -m bench.shape_prior_sweep --mirror-mouse /tmp/mm0 --split-seed 0  # a prior on a user's own labels
 
@@ -60,7 +61,10 @@ def main(argv=None) -> dict:
                     help="instead: a model trained on mirror-mouse's --split-seed split (bench_train_real --save); "
                          "the prior is fitted to that split's training labels and scored on its test frames (px)")
     ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--write", action="store_true", help="write the fitted prior into the model folder's model.json")
+    ap.add_argument("--flip-average", action="store_true",
+                    help="average every test frame's outputs with its mirror image's before decoding (decode.average_with_mirror)")
+    ap.add_argument("--write", action="store_true",
+                    help="write the fitted prior (and flip_average as swept) into the model folder's model.json")
     ap.add_argument("--name", default="shape_prior_sweep")
     args = ap.parse_args(argv)
 
@@ -68,7 +72,7 @@ def main(argv=None) -> dict:
     import jax.numpy as jnp
 
     from bench.bench_real_faces import FACES, SCALE, load_faces
-    from jfacemap.track.decode import decode_heatmaps
+    from jfacemap.track.decode import average_with_mirror, decode_heatmaps
     from jfacemap.track.model_store import load_tracker, resolve_model
     from jfacemap.track.preprocess import NET_SIZE, crop_geometry, keypoints_to_frame, preprocess
     from jfacemap.track.shape_prior import decode_with_shape_prior, fit_shape_prior
@@ -101,12 +105,20 @@ def main(argv=None) -> dict:
         images, keypoints, _ = load_faces(names)
         sets["real faces"] = (images, keypoints[..., :2], SCALE)
 
-    forward = jax.jit(lambda x: model(x, train=False))
+    def outputs_of(x):
+        out = model(x, train=False)
+        own = (out.heatmap, out.offset_x, out.offset_y)
+        if not args.flip_average:
+            return own
+        m = model(x[:, :, ::-1], train=False)
+        return average_with_mirror(own, (m.heatmap, m.offset_x, m.offset_y), stride=NET_SIZE / out.heatmap.shape[1])
+
+    forward = jax.jit(outputs_of)
     outputs = {}
     for key, (frames, _, _) in sets.items():
         parts = [forward(preprocess(jnp.asarray(frames[s : s + 10]), None, context=model.context))
                  for s in range(0, len(frames), 10)]
-        outputs[key] = [jnp.concatenate([getattr(p, f) for p in parts]) for f in ("heatmap", "offset_x", "offset_y")]
+        outputs[key] = [jnp.concatenate([p[f] for p in parts]) for f in range(3)]
 
     def score(decode) -> dict:
         row = {}
@@ -132,7 +144,7 @@ def main(argv=None) -> dict:
     best = min(rows[1:], key=lambda r: r["pick mean"])
     print_table(rows, list(rows[0]))
     print(f"lowest {'+'.join(pick_styles)} mean: widen {best['widen']:g}, fill {best['fill']}, trust {best['trust']:g}")
-    payload = {"model": str(args.mirror_mouse or args.model), "styles": styles, "test_seeds": seeds, "test_frames": args.test_frames,
+    payload = {"model": str(args.mirror_mouse or args.model), "flip_average": args.flip_average, "styles": styles, "test_seeds": seeds, "test_frames": args.test_frames,
                "rows": rows, "pick": {"widen": best["widen"], "fill": best["fill"], "trust": best["trust"]},
                "prior": prior.to_json(), "machine": machine_info()}
     print(f"wrote {write_results(args.name, payload)}")
@@ -141,6 +153,7 @@ def main(argv=None) -> dict:
         text = path.read_text()
         model_json = json.loads(text)
         model_json["shape_prior"] = prior.to_json()
+        model_json["flip_average"] = args.flip_average
         indent = len(text.splitlines()[1]) - len(text.splitlines()[1].lstrip())  # keep the file's own layout
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(model_json, indent=indent or 2) + "\n")

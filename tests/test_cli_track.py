@@ -196,3 +196,29 @@ def test_track_reports_frames_per_second_without_a_terminal(project, tmp_path, m
     assert rate.startswith(f"tracked {N_FRAMES} frames in ") and rate.endswith(" frames/s)")
     progress = [ln for ln in lines if "frames (" in ln and "%" in ln]
     assert 1 <= len(progress) <= 11 and progress[-1].endswith(f"{N_FRAMES}/{N_FRAMES} frames (100%)")
+
+
+def test_track_follows_the_models_flip_average_and_the_option_overrides_it(project, tmp_path):
+    """A model that asks for flip averaging (model.json) is tracked with it; --no-flip-average tracks
+    without, as a model without the setting is."""
+    import shutil
+
+    from jfacemap.io.video import read_frames
+    from jfacemap.track.inference import make_predict_fn
+    from jfacemap.track.model_store import load_tracker
+
+    flip = tmp_path / "flip-model"
+    shutil.copytree(project["model"], flip)
+    info = json.loads((flip / "model.json").read_text())
+    (flip / "model.json").write_text(json.dumps(info | {"flip_average": True}))
+    outs = {}
+    for name, extra in [("default", []), ("off", ["--no-flip-average"])]:
+        result = run_cli("track", project["video"], "--model", flip, "--out", tmp_path / name, *extra)
+        assert result.returncode == 0, result.stderr
+        outs[name] = read_facemap_pose(tmp_path / name / "clip_FacemapPose.h5")[0]
+    model, _, _ = load_tracker(flip)
+    frames = read_frames(project["video"], np.arange(N_FRAMES))
+    for name, on in [("default", True), ("off", False)]:
+        want = np.asarray(make_predict_fn(model, None, frames.shape[1:], flip_average=on)(frames))
+        np.testing.assert_allclose(outs[name][..., :2], want[..., :2], atol=0.05)
+    assert np.nanmax(np.abs(outs["default"][..., :2] - outs["off"][..., :2])) > 0.05

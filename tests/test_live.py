@@ -188,17 +188,23 @@ def test_the_live_command(clip, tracker, tmp_path, monkeypatch):
     video, _, model, names, reference = clip
     # the module's model and compiled tracker (a model folder and a new compile would only add seconds)
     monkeypatch.setattr("jfacemap.track.model_store.load_tracker", lambda name: (model, names, {}))
-    monkeypatch.setattr("jfacemap.live.tracker.LiveTracker", lambda net, shape, bbox: tracker)
+    flips = []  # live tracking leaves flip averaging off unless asked (latency)
+    monkeypatch.setattr("jfacemap.live.tracker.LiveTracker",
+                        lambda net, shape, bbox, flip_average: flips.append(flip_average) or tracker)
     out = tmp_path / "cli.h5"
     args = ["live", str(video), "--model", "small", "--out", str(out), "--max-frames", "6", "--speed", "0.2"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert flips == [False]
     assert "tracked 6 of 6 frames" in result.output and "dropped 0" in result.output
     log = read_keypoint_log(out)
     assert log["frame_index"].tolist() == list(range(6))
     np.testing.assert_allclose(log["keypoints"][..., :2], reference[:6, :, :2], atol=1e-4)
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "--overwrite" in str(again.exception)
+    flipped = CliRunner().invoke(app, [*args, "--overwrite", "--flip-average"], catch_exceptions=False)
+    assert flipped.exit_code == 0, flipped.output
+    assert flips == [False, True]
 
 
 def test_the_live_command_filters_outliers(clip, tracker, tmp_path, monkeypatch):
@@ -206,7 +212,7 @@ def test_the_live_command_filters_outliers(clip, tracker, tmp_path, monkeypatch)
 
     video, _, model, names, reference = clip
     monkeypatch.setattr("jfacemap.track.model_store.load_tracker", lambda name: (model, names, {}))
-    monkeypatch.setattr("jfacemap.live.tracker.LiveTracker", lambda net, shape, bbox: tracker)
+    monkeypatch.setattr("jfacemap.live.tracker.LiveTracker", lambda net, shape, bbox, flip_average: tracker)
     # Frame 4 of keypoint 0 far off, by way of the tracker's output: a jump the filter must flag.
     real = tracker.__call__
     monkeypatch.setattr(type(tracker), "__call__", lambda self, frame: _spike(real(frame), frame, clip[1][4]))

@@ -72,6 +72,9 @@ def track(
     segment_frames: Annotated[int, typer.Option("--segment-frames", metavar="N", help=(
         "With --cluster: a video longer than N frames is tracked in pieces of N frames on several workers "
         "at once, then joined (same file). 0 = one task per video."))] = 0,
+    flip_average: Annotated[Optional[bool], typer.Option("--flip-average/--no-flip-average", help=(
+        "Average each frame's network outputs with those of its mirror image (more accurate on faces the "
+        "model has not seen, twice the compute). Default: the model's setting (on for the shipped base)."))] = None,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.track.filter import filter_hook
@@ -119,7 +122,8 @@ def track(
         videos = _passing(videos, croppable, keep_going, skip)
         if cluster is not None:
             _on_cluster(cluster, videos, model, out, csv, filter_, failed,
-                        {"bbox": box, "batch_size": batch_size, "chunk_size": chunk_size, "resume": resume},
+                        {"bbox": box, "batch_size": batch_size, "chunk_size": chunk_size, "resume": resume,
+                         "flip_average": flip_average},
                         segment_frames)
             videos = []  # tracked there
 
@@ -136,7 +140,8 @@ def track(
 
         track_videos(videos, net, bodyparts, out, csv, keep_going=keep_going,
                      on_error=skip, per_video=one_video, bbox=box, batch_size=batch_size, chunk_size=chunk_size,
-                     resume=resume, on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
+                     resume=resume, flip_average=flip_average,
+                     on_warning=lambda message: typer.echo(f"warning: {message}", err=True))
     if cluster is None and (len(targets) > 1 or failed):
         typer.echo(f"{len(targets) - len(failed)} of {len(targets)} videos tracked, {len(failed)} failed")
     if failed:

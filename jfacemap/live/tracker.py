@@ -36,17 +36,20 @@ class LiveTracker:
       frame_shape: (H, W) of every frame, pixels.
       bbox: (x0, x1, y0, y1) crop box in frame pixels; None = whole frame.
       warmup: untimed calls made in the constructor.
+      flip_average: average each frame's outputs with its mirror image's, as offline tracking
+        does for a model that asks for it (model.json `flip_average`). Off by default here:
+        live tracking is bound by latency and it doubles the network time per frame.
     """
 
     def __init__(self, model: FacemapUNet, frame_shape: Sequence[int], bbox: Sequence[float] | None = None,
-                 *, warmup: int = 5):
+                 *, warmup: int = 5, flip_average: bool = False):
         shape = tuple(int(n) for n in frame_shape)
         if len(shape) != 2 or min(shape) < 1:
             raise LiveError(f"frame_shape must be (H, W) with H, W >= 1, got {tuple(frame_shape)}")
         self.frame_shape = shape
         self.n_keypoints = model.n_keypoints
         # one device: a single frame cannot be split (JfacemapError for a bbox outside the frame)
-        predict = make_predict_fn(model, bbox, shape, devices=jax.local_devices()[:1])
+        predict = make_predict_fn(model, bbox, shape, devices=jax.local_devices()[:1], flip_average=flip_average)
         self.geometry = predict.geometry
         self._run = predict.compiled((1, *shape), np.uint8)
         self._frame = np.zeros((1, *shape), np.uint8)  # the staging buffer every call reuses

@@ -1,7 +1,7 @@
 """Keypoint tracking: frames -> keypoints with the Facemap U-Net.
 
   preprocess.py      per-frame normalisation, crop / pad / resize, keypoint geometry
-  decode.py          heatmaps + offsets -> keypoints; training targets
+  decode.py          heatmaps + offsets -> keypoints; training targets; mirrored outputs mapped back
   shape_prior.py     a face's keypoint layout as a prior on the decoder (peaks that make a face)
   fast_inference.py  the network rewritten for inference (exact, faster)
   inference.py       the whole chain as one jitted function
@@ -21,7 +21,7 @@
 
 from jfacemap.exports import lazy_exports
 
-from jfacemap.track.decode import HeatmapTargets, decode_heatmaps, heatmap_targets
+from jfacemap.track.decode import HeatmapTargets, average_with_mirror, decode_heatmaps, heatmap_targets
 from jfacemap.track.shape_prior import ShapePrior, decode_with_shape_prior, fit_shape_prior
 from jfacemap.track.inference import PredictFn, make_predict_fn
 from jfacemap.track.preprocess import (
@@ -50,6 +50,7 @@ __all__ = _lazy_all + [
     "PredictFn",
     "ShapePrior",
     "apply_geometry",
+    "average_with_mirror",
     "crop_geometry",
     "crop_pad_resize",
     "decode_heatmaps",

@@ -68,6 +68,40 @@ def decode_heatmaps(
     return jnp.stack([x, y, likelihood], axis=-1).astype(jnp.float32)
 
 
+def unmirror_outputs(heatmap: jax.Array, offset_x: jax.Array, offset_y: jax.Array, sigma: float = SIGMA,
+                     stride: float = 4.0) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The network's outputs for a left-right mirrored input, mapped onto the grid of the input as is.
+
+    Input column x' of the mirrored image is column (N - 1) - x of the original (N = G * stride).
+    Its grid flipped back puts cell c at original pixel stride * c + (stride - 1), a fraction
+    (stride - 1) / stride of a cell to the right of where cell c sits: the heatmap is resampled
+    by that fraction (linear; the first column repeats) and the offsets are negated and shifted
+    by the same amount, so that `decode_heatmaps` of the result reads original input pixels.
+    Keypoints keep their channels (no left/right partner swap: a side view's keypoints are
+    their own mirror images, as in the base model's flip augmentation).
+
+    Args: (B, G, G, K) float each, the outputs for the mirrored input. Returns the same shapes.
+    """
+    shift = (stride - 1.0) / stride  # cells
+    hm = heatmap[:, :, ::-1]
+    left = jnp.concatenate([hm[:, :, :1], hm[:, :, :-1]], axis=2)  # cell c - 1
+    hm = (1.0 - shift) * hm + shift * left
+    ox = -offset_x[:, :, ::-1] - shift / (2.0 * sigma)
+    return hm, ox, offset_y[:, :, ::-1]
+
+
+def average_with_mirror(
+    outputs: tuple[jax.Array, jax.Array, jax.Array],
+    mirrored: tuple[jax.Array, jax.Array, jax.Array],
+    sigma: float = SIGMA,
+    stride: float = 4.0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Test-time flip averaging: the mean of the outputs (heatmap, offset_x, offset_y; (B, G, G, K)
+    each) for an input and those for its mirror image, mapped back (`unmirror_outputs`)."""
+    back = unmirror_outputs(*mirrored, sigma=sigma, stride=stride)
+    return tuple((a + b) / 2.0 for a, b in zip(outputs, back))
+
+
 class HeatmapTargets(NamedTuple):
     """Training targets, (B, G, G, K) each (valid: (B, K)).
 

@@ -120,6 +120,8 @@ def save_tracker(
             "kernel": model.kernel, "in_channels": model.in_channels, "context": model.context}
     if getattr(model, "shape_prior", None) is not None:
         info["shape_prior"] = model.shape_prior.to_json()
+    if getattr(model, "flip_average", False):
+        info["flip_average"] = True
     return write_model_folder(final, model, describe(info, meta))
 
 
@@ -165,6 +167,10 @@ def load_tracker(
             raise JfacemapError(f"{path / 'model.json'}: shape_prior has {len(prior.sd)} keypoints, "
                                 f"the model {len(names)}")
         model.shape_prior = prior
+    flip = info.get("flip_average", False)
+    if not isinstance(flip, bool):
+        raise JfacemapError(f"{path / 'model.json'}: flip_average must be true or false, got {flip!r}")
+    model.flip_average = flip
     model.eval()
     return model, names, info
 

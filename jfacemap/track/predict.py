@@ -125,13 +125,15 @@ class _Decoder:
 
 
 def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geometry,
-                 frames: tuple[int, int | None] | None = None) -> str:
+                 frames: tuple[int, int | None] | None = None, flip_average: bool = False) -> str:
     """What a partial result depends on: the video file, the weights, the skeleton, the crop, the
-    decoder's layout prior if the model has one (and the frame range of a segment)."""
+    decoder's layout prior if the model has one, flip averaging (and the frame range of a segment)."""
     st = video.stat()
     what = [str(video.resolve()), st.st_size, st.st_mtime_ns, list(map(str, bodyparts)), list(map(int, geometry))]
     if getattr(model, "shape_prior", None) is not None:
         what.append([DECODER_VERSION, model.shape_prior.to_json()])
+    if flip_average:
+        what.append("flip_average")
     h = hashlib.sha1(json.dumps(what + ([list(frames)] if frames is not None else [])).encode())
     for leaf in jax.tree.leaves(nnx.state(model)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
@@ -216,6 +218,7 @@ def track_video(
     postprocess: Callable[[np.ndarray, float], np.ndarray] | None = None,
     predictors: dict | None = None,
     frames: tuple[int, int | None] | None = None,
+    flip_average: bool | None = None,
 ) -> np.ndarray:
     """Track every frame of `video`; write `out_path` (default `<video>_FacemapPose.h5`).
 
@@ -245,6 +248,8 @@ def track_video(
         the end): a segment of a long video (`track --cluster --segment-frames`);
         the output and the returned rows hold those frames only, warnings name
         frames by their index in the video.
+      flip_average: average each frame's outputs with its mirror image's (twice the
+        network compute); None: the model's own setting (`make_predict_fn`).
     Returns:
       (T, K, 3) float32 keypoints: x, y in frame pixels, likelihood.
     Raises:
@@ -259,17 +264,18 @@ def track_video(
     out = facemap_pose_path(video) if out_path is None else Path(out_path)
     refuse_to_overwrite_ground_truth(out)
     info = video_info(video, exact=False)  # fast packet count: for the frame size and fps
-    key = (id(model), (info.height, info.width), None if bbox is None else tuple(bbox))
+    key = (id(model), (info.height, info.width), None if bbox is None else tuple(bbox), flip_average)
     predict = None if predictors is None else predictors.get(key)
     if predict is None:
         try:
-            predict = make_predict_fn(model, bbox, (info.height, info.width))
+            predict = make_predict_fn(model, bbox, (info.height, info.width), flip_average=flip_average)
         except JfacemapError as err:  # a bbox outside this video's frames
             raise JfacemapError(f"{video}: {err}") from err
         if predictors is not None:
             predictors[key] = predict
     first, last = (0, None) if frames is None else (int(frames[0]), None if frames[1] is None else int(frames[1]))
-    fingerprint = _fingerprint(video, model, bodyparts, predict.geometry, frames and (first, last))
+    fingerprint = _fingerprint(video, model, bodyparts, predict.geometry, frames and (first, last),
+                               predict.flip_average)
     partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume, first)
     try:
         parts = [partial.read()]
