@@ -16,7 +16,7 @@ from jfacemap.nets.unet import FacemapUNet
 from jfacemap.track.decode import average_with_mirror, decode_heatmaps, heatmap_targets, unmirror_outputs
 from jfacemap.track.inference import make_predict_fn
 from jfacemap.track.model_store import load_tracker, save_tracker
-from jfacemap.track.preprocess import preprocess
+from jfacemap.track.preprocess import keypoints_to_frame, preprocess
 
 _targets = jax.jit(heatmap_targets)
 _decode = jax.jit(decode_heatmaps)
@@ -52,16 +52,21 @@ def model():
     return net
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_predictor_decodes_the_mean_of_frame_and_mirror_outputs(model, fast):
-    frames = np.random.default_rng(0).integers(0, 256, (2, 256, 256), dtype=np.uint8)
-    got = np.asarray(make_predict_fn(model, None, (256, 256), fast=fast, flip_average=True)(frames))
-    x = preprocess(frames)
+@pytest.mark.parametrize("fast, shape, bbox", [(True, (256, 256), None), (False, (256, 256), None),
+                                               (True, (120, 200), (30, 170, 10, 110))])
+def test_predictor_decodes_the_mean_of_frame_and_mirror_outputs(model, fast, shape, bbox):
+    """The mirror image is taken of the network's input (after the crop), so a crop box mirrors nothing
+    outside it; the keypoints come back in frame pixels."""
+    frames = np.random.default_rng(0).integers(0, 256, (2, *shape), dtype=np.uint8)
+    predict = make_predict_fn(model, bbox, shape, fast=fast, flip_average=True)
+    got = np.asarray(predict(frames))
+    x = preprocess(frames, bbox)
     own, mirror = model(x, train=False), model(x[:, :, ::-1], train=False)
     mean = average_with_mirror((own.heatmap, own.offset_x, own.offset_y),
                                (mirror.heatmap, mirror.offset_x, mirror.offset_y), stride=256 / own.heatmap.shape[1])
-    want = np.asarray(decode_heatmaps(*mean, stride=256 / own.heatmap.shape[1]))
-    plain = np.asarray(make_predict_fn(model, None, (256, 256), fast=fast, flip_average=False)(frames))
+    net_kp = np.asarray(decode_heatmaps(*mean, stride=256 / own.heatmap.shape[1]))
+    want = np.concatenate([np.asarray(keypoints_to_frame(net_kp[..., :2], predict.geometry)), net_kp[..., 2:]], -1)
+    plain = np.asarray(make_predict_fn(model, bbox, shape, fast=fast, flip_average=False)(frames))
     np.testing.assert_allclose(got[..., 2], want[..., 2], atol=1e-5)
     np.testing.assert_allclose(got[..., :2], want[..., :2], atol=1e-2)
     assert not np.allclose(got[..., :2], plain[..., :2], atol=1e-2)  # averaging changed something
