@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     except (OSError, ValueError):  # a .pt file or the original's installed model: no model.json
         weights = None
     # ... and how it decodes (flip averaging is a model setting fine-tuned models inherit)
-    config = {"base": args.base, "weights": weights, "flip_average": bool(getattr(base, "flip_average", False)),
+    config = {"base": args.base, "weights": weights,
+              "flip_average": [bool(getattr(base, "flip_average", False)), getattr(base, "flip_average_below", None)],
               "counts": counts, "pool_sessions": args.pool_sessions,
               "test_seeds": [test_seeds[0], test_seeds[-1]], "test_frames": int(len(test)),
               "recipes": {k: r.to_dict() for k, r in recipes.items()}, "seed": args.seed}

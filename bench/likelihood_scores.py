@@ -30,11 +30,12 @@ def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8, shape_p
       peak_ratio    1 - (highest value farther than 2 sigma from the maximum) / maximum
     The points are decoded as tracking does (with the model's layout prior unless
     `shape_prior` is False) and with the model's flip averaging unless `flip_average` says
-    otherwise; the scores always describe the (averaged) heatmap's maximum.
+    otherwise (True: every frame); the scores always describe the (averaged) heatmap's maximum.
     """
     geom = crop_geometry(frames.shape, bbox, NET_SIZE, model.context)
     prior = model.shape_prior if shape_prior else None
     flip = getattr(model, "flip_average", False) if flip_average is None else flip_average
+    below = getattr(model, "flip_average_below", None) if flip_average is None else None
 
     @jax.jit
     def run(x):
@@ -44,7 +45,7 @@ def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8, shape_p
         if flip:
             m = model(x[:, :, ::-1], train=False)
             hm, ox, oy = average_with_mirror((hm, ox, oy), (m.heatmap, m.offset_x, m.offset_y),
-                                             stride=NET_SIZE / hm.shape[1])
+                                             stride=NET_SIZE / hm.shape[1], below=below)
         kp = decode_keypoints(hm, ox, oy, prior, stride=NET_SIZE / hm.shape[1])
         b, g, _, k = hm.shape
         flat = hm.reshape(b, g * g, k)

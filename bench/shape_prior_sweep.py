@@ -2,7 +2,7 @@
 
     python -m bench.shape_prior_sweep --model base                 # score; the pick is made on synthetic styles
     python -m bench.shape_prior_sweep --model weights/base --write # also (re)fit the prior into model.json
-    python -m bench.shape_prior_sweep --model base --flip-average   # decode flip-averaged outputs (`--write`: and keep it)
+    python -m bench.shape_prior_sweep --model base --flip-average   # decode every frame flip-averaged (bench.flip_average_sweep)
     python -m bench.bench_train_real --only jfacemap --seed 0 --save /tmp/mm0
     python -m bench.shape_prior_sweep --mirror-mouse /tmp/mm0 --split-seed 0  # a prior on a user's own labels
 
@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--flip-average", action="store_true",
                     help="average every test frame's outputs with its mirror image's before decoding (decode.average_with_mirror)")
     ap.add_argument("--write", action="store_true",
-                    help="write the fitted prior (and flip_average as swept) into the model folder's model.json")
+                    help="write the fitted prior into the model folder's model.json")
     ap.add_argument("--name", default="shape_prior_sweep")
     args = ap.parse_args(argv)
 
@@ -153,7 +153,6 @@ def main(argv=None) -> dict:
         text = path.read_text()
         model_json = json.loads(text)
         model_json["shape_prior"] = prior.to_json()
-        model_json["flip_average"] = args.flip_average
         indent = len(text.splitlines()[1]) - len(text.splitlines()[1].lstrip())  # keep the file's own layout
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(model_json, indent=indent or 2) + "\n")

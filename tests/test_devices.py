@@ -43,7 +43,14 @@ SCRIPT = textwrap.dedent("""
     tracked = track_video(video, model, names, batch_size=8, out_path=sys.argv[1] + "/out.h5")
     reference = predict_frames(one, frames, 8)
     diff = lambda a: float(np.abs(np.asarray(a)[..., :2] - reference[: len(a), :, :2]).max())
+    # flip averaging gated per frame (about half the frames below the gate): the same on two devices
+    gated = nnx.clone(model)
+    gated.flip_average, gated.flip_average_below = True, float(np.median(reference[..., 2].mean(-1)))
+    g2 = predict_frames(make_predict_fn(gated, None, (64, 80)), frames, 8)
+    g1 = predict_frames(make_predict_fn(gated, None, (64, 80), devices=jax.devices()[:1]), frames, 8)
     print("RESULT " + json.dumps({
+        "gated": float(np.abs(g2[..., :2] - g1[..., :2]).max()),
+        "gated_changed": float(np.abs(g1[..., :2] - reference[..., :2]).max()),
         "devices": len(jax.devices()), "n_devices": both.n_devices, "sharded_over": len(batched.sharding.device_set),
         "batched": diff(batched), "padded": diff(predict_frames(both, frames, 8)), "odd": diff(both(frames[:7])),
         "track_video": diff(tracked), "finite": bool(np.isfinite(reference).all()),
@@ -66,8 +73,9 @@ def test_two_devices_give_the_keypoints_of_one(tmp_path):
     got = _run_on_two_devices(SCRIPT, str(tmp_path))
     assert got["devices"] == got["n_devices"] == got["sharded_over"] == 2
     assert got["finite"]
-    for key in ("batched", "padded", "odd", "track_video"):
+    for key in ("batched", "padded", "odd", "track_video", "gated"):
         assert got[key] <= 1e-5, (key, got)
+    assert got["gated_changed"] > 1e-3  # some frames were averaged
     assert got["likelihood"] <= 1e-6, got
 
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from jfacemap.errors import JfacemapError
 from jfacemap.nets.unet import FacemapUNet
-from jfacemap.track.decode import average_with_mirror, decode_heatmaps, heatmap_targets, unmirror_outputs
+from jfacemap.track.decode import (average_with_mirror, decode_heatmaps, heatmap_targets, mean_likelihood,
+                                   unmirror_outputs)
 from jfacemap.track.inference import make_predict_fn
 from jfacemap.track.model_store import load_tracker, save_tracker
 from jfacemap.track.preprocess import keypoints_to_frame, preprocess
@@ -84,34 +85,70 @@ def test_predictor_follows_the_models_setting(model):
 
 def test_model_json_keeps_flip_average_and_rejects_a_bad_value(model, tmp_path):
     on = nnx.clone(model)
-    on.flip_average = True
+    on.flip_average, on.flip_average_below = True, 0.8
     save_tracker(tmp_path / "on", on, ["a", "b", "c", "d"])
     save_tracker(tmp_path / "off", model, ["a", "b", "c", "d"])
-    assert load_tracker(tmp_path / "on")[0].flip_average is True
+    loaded = load_tracker(tmp_path / "on")[0]
+    assert (loaded.flip_average, loaded.flip_average_below) == (True, 0.8)
     assert load_tracker(tmp_path / "off")[0].flip_average is False
     path = tmp_path / "on" / "model.json"
     info = json.loads(path.read_text())
-    info["flip_average"] = "yes"
-    path.write_text(json.dumps(info))
-    with pytest.raises(JfacemapError, match="flip_average"):
-        load_tracker(tmp_path / "on")
+    for key, bad in [("flip_average", "yes"), ("flip_average_below", 2.0), ("flip_average_below", "0.8")]:
+        path.write_text(json.dumps(info | {key: bad}))
+        with pytest.raises(JfacemapError, match=key):
+            load_tracker(tmp_path / "on")
 
 
-def test_shipped_base_averages_flips():
+def test_the_gate_averages_only_the_frames_below_it():
+    """Frame 0 has confident peaks, frame 1 weak ones: with a gate between them only frame 1 is averaged."""
+    rng = np.random.default_rng(5)
+    own = tuple(rng.normal(0, 0.1, (2, 16, 16, 3)).astype(np.float32) for _ in range(3))
+    own[0][0, 5, 5] = 6.0  # likelihood ~1 for every keypoint of frame 0
+    own[0][1, 5, 5] = 0.2  # ~0.55 for frame 1
+    mirrored = tuple(rng.normal(0, 0.1, (2, 16, 16, 3)).astype(np.float32) for _ in range(3))
+    every = average_with_mirror(own, mirrored)
+    gated = average_with_mirror(own, mirrored, below=0.8)
+    for o, e, g in zip(own, every, gated):
+        np.testing.assert_array_equal(np.asarray(g)[0], o[0])
+        np.testing.assert_array_equal(np.asarray(g)[1], np.asarray(e)[1])
+    assert not np.allclose(np.asarray(every[0])[0], own[0][0])
+
+
+def test_a_gated_predictor_decides_frame_by_frame(model):
+    """Each frame gets the averaged or the plain result by its own likelihood, whatever its batch holds;
+    a batch of confident frames is exactly the plain one (the mirrored pass is skipped)."""
+    frames = np.random.default_rng(3).integers(0, 256, (2, 256, 256), dtype=np.uint8)
+    out = model(preprocess(frames), train=False)
+    lik = np.asarray(mean_likelihood(out.heatmap))
+    assert lik[0] != lik[1]
+    gated = nnx.clone(model)
+    gated.flip_average, gated.flip_average_below = True, float(lik.mean())  # between the two frames
+    got = np.asarray(make_predict_fn(gated, None, (256, 256))(frames))
+    every = np.asarray(make_predict_fn(model, None, (256, 256), flip_average=True)(frames))
+    plain = np.asarray(make_predict_fn(model, None, (256, 256), flip_average=False)(frames))
+    low, high = int(np.argmin(lik)), int(np.argmax(lik))
+    np.testing.assert_allclose(got[low], every[low], atol=1e-4)
+    np.testing.assert_allclose(got[high], plain[high], atol=1e-4)
+    gated.flip_average_below = float(lik.min()) - 1e-3  # no frame below: the plain pass only
+    np.testing.assert_array_equal(np.asarray(make_predict_fn(gated, None, (256, 256))(frames)), plain)
+
+
+def test_shipped_base_averages_the_frames_it_is_unsure_of():
     """The base model's setting was picked on held-out styles (bench/flip_average_sweep.py)."""
-    assert load_tracker("base")[0].flip_average is True
+    base = load_tracker("base")[0]
+    assert base.flip_average is True and 0.5 < base.flip_average_below < 1
 
 
 def test_a_finetuned_model_keeps_the_setting_and_a_new_one_starts_without(model):
     from jfacemap.track.train import get_recipe, train_tracker
 
     on = nnx.clone(model)
-    on.flip_average = True
+    on.flip_average, on.flip_average_below = True, 0.8
     images = np.random.default_rng(0).integers(0, 256, (2, 64, 64), dtype=np.uint8)
     keypoints = np.tile(np.array([[10, 10, 1], [30, 30, 1], [40, 20, 1], [20, 50, 1]], np.float32), (2, 1, 1))
     recipe = get_recipe("finetune", epochs=1, min_steps=1)
     tuned, _ = train_tracker(images, keypoints, ["a", "b", "c", "d"], recipe, init_model=on)
-    assert tuned.flip_average is True
+    assert (tuned.flip_average, tuned.flip_average_below) == (True, 0.8)
     fresh, _ = train_tracker(images, keypoints, ["a", "b", "c", "d"], recipe, channels=(8, 8, 16, 16, 16))
     assert fresh.flip_average is False
 
@@ -122,5 +159,6 @@ def test_a_partial_track_file_made_without_flip_averaging_is_not_resumed_with_it
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not read")
     args = (video, model, ["a", "b", "c", "d"], (0, 0, 256, 256, 256))
-    assert _fingerprint(*args, None, True) != _fingerprint(*args, None, False)
-    assert _fingerprint(*args, None, False) == _fingerprint(*args)
+    every, gated, off = (True, None), (True, 0.85), (False, None)
+    assert len({_fingerprint(*args, None, f) for f in (every, gated, off)}) == 3
+    assert _fingerprint(*args, None, off) == _fingerprint(*args)

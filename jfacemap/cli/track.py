@@ -73,8 +73,9 @@ def track(
         "With --cluster: a video longer than N frames is tracked in pieces of N frames on several workers "
         "at once, then joined (same file). 0 = one task per video."))] = 0,
     flip_average: Annotated[Optional[bool], typer.Option("--flip-average/--no-flip-average", help=(
-        "Average each frame's network outputs with those of its mirror image (more accurate on faces the "
-        "model has not seen, twice the compute). Default: the model's setting (on for the shipped base)."))] = None,
+        "Average every frame's network outputs with those of its mirror image (more accurate on faces the "
+        "model has not seen, twice the compute), or no frame's. Default: the model's setting (the shipped "
+        "base: the frames it is unsure of)."))] = None,
 ) -> None:
     """Track keypoints in each VIDEO; writes <video>_FacemapPose.h5 (and .csv with --csv)."""
     from jfacemap.track.filter import filter_hook

@@ -187,9 +187,11 @@ class FacemapUNet(nnx.Module):
         # The decoder's keypoint-layout prior (jfacemap.track.shape_prior.ShapePrior, tuples:
         # static like context) or None; set by model_store / training, never by the network.
         self.shape_prior = None
-        # Whether tracking averages each frame's outputs with its mirror image's by default
-        # (inference.make_predict_fn); a property of the weights, kept in model.json.
+        # Whether tracking averages frames' outputs with their mirror images' by default, and
+        # only those whose mean likelihood is below flip_average_below (None: every frame)
+        # (inference.make_predict_fn); properties of the weights, kept in model.json.
         self.flip_average = False
+        self.flip_average_below = None
         # Read and set by nnx's model.train() / model.eval().
         self.use_running_average = True
 
@@ -279,5 +281,5 @@ def with_new_heads(model: FacemapUNet, old_bodyparts, new_bodyparts, seed: int =
     # The layout prior carries over when every new bodypart has one (a selection or reordering).
     if model.shape_prior is not None and all(p in old for p in new_bodyparts):
         fresh.shape_prior = model.shape_prior.subset([old.index(p) for p in new_bodyparts])
-    fresh.flip_average = model.flip_average
+    fresh.flip_average, fresh.flip_average_below = model.flip_average, model.flip_average_below
     return fresh

@@ -95,11 +95,27 @@ def average_with_mirror(
     mirrored: tuple[jax.Array, jax.Array, jax.Array],
     sigma: float = SIGMA,
     stride: float = 4.0,
+    below: float | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Test-time flip averaging: the mean of the outputs (heatmap, offset_x, offset_y; (B, G, G, K)
-    each) for an input and those for its mirror image, mapped back (`unmirror_outputs`)."""
+    each) for an input and those for its mirror image, mapped back (`unmirror_outputs`).
+
+    below: average only the frames whose `mean_likelihood` (of `outputs`) is below it and keep
+      the others' outputs as they are; None: every frame. Each frame's result depends on that
+      frame alone.
+    """
     back = unmirror_outputs(*mirrored, sigma=sigma, stride=stride)
-    return tuple((a + b) / 2.0 for a, b in zip(outputs, back))
+    mean = tuple((a + b) / 2.0 for a, b in zip(outputs, back))
+    if below is None:
+        return mean
+    unsure = (mean_likelihood(outputs[0]) < below)[:, None, None, None]
+    return tuple(jnp.where(unsure, m, o) for m, o in zip(mean, outputs))
+
+
+def mean_likelihood(heatmap: jax.Array) -> jax.Array:
+    """(B,) each frame's likelihood (sigmoid of the heatmap peak) averaged over its K keypoints;
+    heatmap (B, G, G, K)."""
+    return jnp.mean(jax.nn.sigmoid(jnp.max(heatmap, axis=(1, 2))), axis=-1)
 
 
 class HeatmapTargets(NamedTuple):

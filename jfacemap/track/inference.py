@@ -26,7 +26,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jfacemap.nets.unet import FacemapUNet
-from jfacemap.track.decode import SIGMA, average_with_mirror
+from jfacemap.track.decode import SIGMA, average_with_mirror, mean_likelihood
 from jfacemap.track.shape_prior import decode_keypoints
 from jfacemap.track.fast_inference import fast_forward, inference_params
 from jfacemap.track.preprocess import (
@@ -44,14 +44,15 @@ class PredictFn:
 
     Call with (B, H, W) frames (uint8 or float; any B, each new B compiles
     once) -> (B, K, 3) float32 x, y in frame pixels and likelihood.
-    `n_devices`: how many devices share each batch; `flip_average`: whether each frame's
-    outputs are averaged with its mirror image's.
+    `n_devices`: how many devices share each batch; `flip_average`: whether frames' outputs
+    are averaged with their mirror images'; `flip_average_below`: only frames whose mean
+    likelihood is below it (None: all).
     """
 
     def __init__(self, fn: Callable, state, geometry: CropGeometry, n_devices: int = 1,
-                 flip_average: bool = False):
+                 flip: tuple[bool, float | None] = (False, None)):
         self._fn, self._state, self.geometry, self.n_devices = fn, state, geometry, n_devices
-        self.flip_average = flip_average
+        self.flip_average, self.flip_average_below = flip
 
     def __call__(self, frames: jax.Array) -> jax.Array:
         n = len(frames)
@@ -103,10 +104,12 @@ def make_predict_fn(
     devices: the devices that share each batch (data parallel); default: every local device.
     shape_prior: decode with the model's keypoint-layout prior (`model.shape_prior`,
       `shape_prior.py`) when it has one; False: each heatmap's argmax, as the original.
-    flip_average: also run every frame mirrored left-right and average the two outputs before
-      decoding (`decode.average_with_mirror`; twice the network compute). Default: the model's
-      `flip_average` (set in model.json for the shipped base, which was picked with it on
-      held-out styles; off for a model trained from scratch).
+    flip_average: True: also run every frame mirrored left-right and average the two outputs
+      before decoding (`decode.average_with_mirror`; twice the network compute); False: never.
+      None (default): the model's setting, `flip_average` and `flip_average_below` (model.json):
+      for the shipped base, frames whose mean keypoint likelihood is below 0.85 (unfamiliar
+      faces) are averaged and confident ones are not, so a batch of confident frames costs one
+      pass (both picked on held-out styles); a model trained from scratch has it off.
     """
     expected = tuple(int(n) for n in frame_shape)[-2:]
     geom = crop_geometry(expected, bbox, NET_SIZE, model.context)
@@ -114,8 +117,10 @@ def make_predict_fn(
     identity_geometry = (geom.x0, geom.y0, geom.width, geom.height, geom.side) == (0, 0, NET_SIZE, NET_SIZE, NET_SIZE)
     stride = NET_SIZE / (NET_SIZE // model.downsample)
     prior = getattr(model, "shape_prior", None) if shape_prior else None
+    below = None  # every frame averaged
     if flip_average is None:
         flip_average = bool(getattr(model, "flip_average", False))
+        below = getattr(model, "flip_average_below", None) if flip_average else None
     if fast is None:
         fast = model.in_channels == 1 and model.kernel == 3
     if fast:
@@ -133,13 +138,17 @@ def make_predict_fn(
         x = normalize_percentile(frames, low, high)
         if not identity_geometry:
             x = apply_geometry(x, geom)
-        if flip_average:  # one network call on the frames and their mirror images
-            b = x.shape[0]
-            out = forward(state, jnp.concatenate([x, x[:, :, ::-1]])[..., None])
-            heatmap, offset_x, offset_y = average_with_mirror(
-                tuple(o[:b] for o in out), tuple(o[b:] for o in out), sigma=sigma, stride=stride)
-        else:
-            heatmap, offset_x, offset_y = forward(state, x[..., None])
+        own = tuple(forward(state, x[..., None]))
+        if flip_average:
+            def with_mirror(_):
+                mirrored = forward(state, x[:, :, ::-1][..., None])
+                return average_with_mirror(own, tuple(mirrored), sigma=sigma, stride=stride, below=below)
+
+            if below is None:
+                own = with_mirror(None)
+            else:  # the mirrored pass only runs for a batch with a frame that needs it
+                own = jax.lax.cond(jnp.any(mean_likelihood(own[0]) < below), with_mirror, lambda _: own, None)
+        heatmap, offset_x, offset_y = own
         kp = decode_keypoints(heatmap, offset_x, offset_y, prior, sigma=sigma, stride=stride)
         xy = keypoints_to_frame(kp[..., :2], geom)
         return jnp.concatenate([xy, kp[..., 2:]], axis=-1)
@@ -151,10 +160,11 @@ def make_predict_fn(
         state = jax.device_put(state, whole)  # the weights on every device
         fn = jax.jit(predict, in_shardings=(whole, split), out_shardings=split,
                      compiler_options=compiler_options or None)
-        return PredictFn(fn, state, geom, len(devices), flip_average)
+        return PredictFn(fn, state, geom, len(devices), (flip_average, below))
     if devices[0] != jax.local_devices()[0]:
         state = jax.device_put(state, devices[0])  # committed weights take the computation there
-    return PredictFn(jax.jit(predict, compiler_options=compiler_options or None), state, geom, 1, flip_average)
+    return PredictFn(jax.jit(predict, compiler_options=compiler_options or None), state, geom, 1,
+                     (flip_average, below))
 
 
 # ------------------------------------------------------------ batches ---

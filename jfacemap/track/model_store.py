@@ -122,6 +122,8 @@ def save_tracker(
         info["shape_prior"] = model.shape_prior.to_json()
     if getattr(model, "flip_average", False):
         info["flip_average"] = True
+        if getattr(model, "flip_average_below", None) is not None:
+            info["flip_average_below"] = float(model.flip_average_below)
     return write_model_folder(final, model, describe(info, meta))
 
 
@@ -167,10 +169,13 @@ def load_tracker(
             raise JfacemapError(f"{path / 'model.json'}: shape_prior has {len(prior.sd)} keypoints, "
                                 f"the model {len(names)}")
         model.shape_prior = prior
-    flip = info.get("flip_average", False)
+    flip, below = info.get("flip_average", False), info.get("flip_average_below")
     if not isinstance(flip, bool):
         raise JfacemapError(f"{path / 'model.json'}: flip_average must be true or false, got {flip!r}")
-    model.flip_average = flip
+    if below is not None and (isinstance(below, bool) or not isinstance(below, (int, float)) or not 0.5 <= below <= 1):
+        raise JfacemapError(f"{path / 'model.json'}: flip_average_below must be a likelihood in [0.5, 1], "
+                            f"got {below!r}")
+    model.flip_average, model.flip_average_below = flip, None if below is None else float(below)
     model.eval()
     return model, names, info
 

@@ -125,15 +125,16 @@ class _Decoder:
 
 
 def _fingerprint(video: Path, model: FacemapUNet, bodyparts: Sequence[str], geometry,
-                 frames: tuple[int, int | None] | None = None, flip_average: bool = False) -> str:
+                 frames: tuple[int, int | None] | None = None,
+                 flip: tuple[bool, float | None] = (False, None)) -> str:
     """What a partial result depends on: the video file, the weights, the skeleton, the crop, the
     decoder's layout prior if the model has one, flip averaging (and the frame range of a segment)."""
     st = video.stat()
     what = [str(video.resolve()), st.st_size, st.st_mtime_ns, list(map(str, bodyparts)), list(map(int, geometry))]
     if getattr(model, "shape_prior", None) is not None:
         what.append([DECODER_VERSION, model.shape_prior.to_json()])
-    if flip_average:
-        what.append("flip_average")
+    if flip[0]:
+        what.append(["flip_average", flip[1]])
     h = hashlib.sha1(json.dumps(what + ([list(frames)] if frames is not None else [])).encode())
     for leaf in jax.tree.leaves(nnx.state(model)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
@@ -248,8 +249,8 @@ def track_video(
         the end): a segment of a long video (`track --cluster --segment-frames`);
         the output and the returned rows hold those frames only, warnings name
         frames by their index in the video.
-      flip_average: average each frame's outputs with its mirror image's (twice the
-        network compute); None: the model's own setting (`make_predict_fn`).
+      flip_average: True: average every frame's outputs with its mirror image's (twice the
+        network compute); False: never; None: the model's own setting (`make_predict_fn`).
     Returns:
       (T, K, 3) float32 keypoints: x, y in frame pixels, likelihood.
     Raises:
@@ -275,7 +276,7 @@ def track_video(
             predictors[key] = predict
     first, last = (0, None) if frames is None else (int(frames[0]), None if frames[1] is None else int(frames[1]))
     fingerprint = _fingerprint(video, model, bodyparts, predict.geometry, frames and (first, last),
-                               predict.flip_average)
+                               (predict.flip_average, predict.flip_average_below))
     partial = _Partial(partial_path(out), fingerprint, len(bodyparts), resume, first)
     try:
         parts = [partial.read()]
