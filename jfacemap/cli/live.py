@@ -34,8 +34,8 @@ def live(
         "(a flagged point keeps its last accepted x, y and its tracked likelihood) and the summary line adds "
         "the fraction of points flagged. Off: the log holds the tracker's keypoints as they are."))] = False,
     flip_average: Annotated[bool, typer.Option("--flip-average", help=(
-        "Average each frame's network outputs with its mirror image's, as `track` does for the shipped base: "
-        "more accurate on faces the model has not seen, twice the latency."))] = False,
+        "Average every frame's network outputs with its mirror image's (`track` does it for the frames the "
+        "shipped base is unsure of): more accurate on faces the model has not seen, twice the latency."))] = False,
 ) -> None:
     """Track SOURCE live: each frame as it arrives, dropping frames rather than falling behind; keypoints go to an h5 log readable while it grows."""
     from jfacemap.live.session import run_live

@@ -36,9 +36,10 @@ class LiveTracker:
       frame_shape: (H, W) of every frame, pixels.
       bbox: (x0, x1, y0, y1) crop box in frame pixels; None = whole frame.
       warmup: untimed calls made in the constructor.
-      flip_average: average each frame's outputs with its mirror image's, as offline tracking
-        does for a model that asks for it (model.json `flip_average`). Off by default here:
-        live tracking is bound by latency and it doubles the network time per frame.
+      flip_average: average every frame's outputs with its mirror image's (offline tracking
+        does it for the frames a model that asks for it is unsure of: model.json `flip_average`).
+        Off by default here: live tracking is bound by latency, it doubles the network time of
+        a frame, and a gate would make the latency vary from frame to frame.
     """
 
     def __init__(self, model: FacemapUNet, frame_shape: Sequence[int], bbox: Sequence[float] | None = None,

@@ -6,8 +6,10 @@
 
 preprocess (per-frame percentile normalisation, crop, pad, resize) ->
 network in eval mode (by default its exact inference rewrite, fast_inference.py)
--> argmax + offset decoding -> back to frame pixels,
-all inside one XLA program, so nothing waits on Python between stages.
+[-> for the frames it is unsure of, the mirrored frame too, averaged in: the
+model's flip averaging] -> argmax + offset decoding (or the layout prior) ->
+back to frame pixels, all inside one XLA program, so nothing waits on Python
+between stages.
 
 With more than one local device (GPUs, TPU cores, or forced CPU devices) a
 batch is split across all of them (data parallel, `jax.sharding`): the
