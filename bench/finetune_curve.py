@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from bench.common import RESULTS, machine_info, print_table, write_results  # noqa: E402
 from bench.train_base_model import build_set  # noqa: E402
 from jfacemap.io.atomic import write_text_atomic  # noqa: E402
+from jfacemap.track.inference import flip_setting  # noqa: E402
 from jfacemap.track.model_store import load_tracker  # noqa: E402
 from jfacemap.track.train import evaluate_tracker, get_recipe, train_tracker  # noqa: E402
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         weights = None
     # ... and how it decodes (flip averaging is a model setting fine-tuned models inherit)
     config = {"base": args.base, "weights": weights,
-              "flip_average": [bool(getattr(base, "flip_average", False)), getattr(base, "flip_average_below", None)],
+              "flip_average": list(flip_setting(base)),
               "counts": counts, "pool_sessions": args.pool_sessions,
               "test_seeds": [test_seeds[0], test_seeds[-1]], "test_frames": int(len(test)),
               "recipes": {k: r.to_dict() for k, r in recipes.items()}, "seed": args.seed}

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from jfacemap.track.decode import average_with_mirror
+from jfacemap.track.inference import flip_setting
 from jfacemap.track.preprocess import NET_SIZE, crop_geometry, keypoints_to_frame, preprocess
 from jfacemap.track.shape_prior import decode_keypoints
 
@@ -34,8 +35,7 @@ def heatmap_scores(model, frames: np.ndarray, bbox=None, batch: int = 8, shape_p
     """
     geom = crop_geometry(frames.shape, bbox, NET_SIZE, model.context)
     prior = model.shape_prior if shape_prior else None
-    flip = getattr(model, "flip_average", False) if flip_average is None else flip_average
-    below = getattr(model, "flip_average_below", None) if flip_average is None else None
+    flip, below = flip_setting(model, flip_average)
 
     @jax.jit
     def run(x):

@@ -78,6 +78,17 @@ class PredictFn:
         return lambda frames: run(state, frames)
 
 
+def flip_setting(model: FacemapUNet, flip_average: bool | None = None) -> tuple[bool, float | None]:
+    """(average with the mirror image?, only frames whose mean likelihood is below this; None: all).
+
+    flip_average None: the model's own setting (`model.flip_average`, `model.flip_average_below`,
+    from model.json); True: every frame; False: none.
+    """
+    if flip_average is None and getattr(model, "flip_average", False):
+        return True, getattr(model, "flip_average_below", None)
+    return bool(flip_average), None
+
+
 def make_predict_fn(
     model: FacemapUNet,
     bbox: Sequence[float] | None,
@@ -119,10 +130,7 @@ def make_predict_fn(
     identity_geometry = (geom.x0, geom.y0, geom.width, geom.height, geom.side) == (0, 0, NET_SIZE, NET_SIZE, NET_SIZE)
     stride = NET_SIZE / (NET_SIZE // model.downsample)
     prior = getattr(model, "shape_prior", None) if shape_prior else None
-    below = None  # every frame averaged
-    if flip_average is None:
-        flip_average = bool(getattr(model, "flip_average", False))
-        below = getattr(model, "flip_average_below", None) if flip_average else None
+    flip_average, below = flip_setting(model, flip_average)
     if fast is None:
         fast = model.in_channels == 1 and model.kernel == 3
     if fast:
