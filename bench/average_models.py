@@ -27,11 +27,9 @@ import numpy as np
 from flax import nnx
 
 from jfacemap.io.model_folder import CHECKSUM_KEY
-from jfacemap.track.model_store import load_tracker, save_tracker
+from jfacemap.track.model_store import MODEL_INFO_KEYS, load_tracker, save_tracker
 
 # model.json keys that describe the network itself (save_tracker writes them)
-_MODEL_KEYS = ("format", "version", "bodyparts", "channels", "n_upsample", "kernel", "in_channels", "context",
-               "shape_prior", CHECKSUM_KEY)
 
 
 def training_command(info: dict) -> str:
@@ -69,7 +67,7 @@ def main(argv=None) -> int:
     if list(names_a) != list(names_b) or a.context != b.context:
         raise SystemExit(f"{args.a} and {args.b} differ in bodyparts or input context: not averaged")
     model = average_weights(a, b, args.weight_b)
-    meta = {k: v for k, v in meta_b.items() if k not in _MODEL_KEYS}
+    meta = {k: v for k, v in meta_b.items() if k not in MODEL_INFO_KEYS}
     own_b = float(meta_b.get("compute", {}).get("seconds", 0.0))
     total_a = float(meta_a.get("compute_total_seconds") or meta_a.get("compute", {}).get("seconds", 0.0))
     meta.update({

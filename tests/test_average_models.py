@@ -70,3 +70,18 @@ def test_an_average_of_an_average_keeps_the_training_run_that_drew_its_data(tmp_
         assert meta["command"].startswith("python -m bench.average_models")
         assert meta["averaged"]["b_command"] == train and training_command(meta) == train
     assert training_command({"command": train}) == train
+
+
+def test_averaging_models_that_flip_average_keeps_b_s_setting(tmp_path):
+    """Flip averaging is a model attribute saved in model.json: copying B's meta into the
+    average must not try to set it again (that failed), and the average decodes as B does."""
+    a, b = _model(0), _model(1)
+    a.flip_average, a.flip_average_below = True, 0.9
+    b.flip_average, b.flip_average_below = True, 0.85
+    save_tracker(tmp_path / "a", a, FACEMAP_BODYPARTS, {"name": "a", "command": "train a"})
+    save_tracker(tmp_path / "b", b, FACEMAP_BODYPARTS, {"name": "b", "command": "train b"})
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--weight-b", "0.3", "--name", "ab",
+                 "--out", str(tmp_path / "ab")]) == 0
+    model, _, meta = load_tracker(tmp_path / "ab")
+    assert (model.flip_average, model.flip_average_below) == (True, 0.85)
+    assert (meta["flip_average"], meta["flip_average_below"]) == (True, 0.85)

@@ -107,6 +107,12 @@ def resolve_model(dir_or_name: str | os.PathLike) -> Path:
     )
 
 
+# Every model.json key that describes the model itself (save_tracker writes them from the
+# model; a caller's meta may not set them): what a tool copying one model's meta drops.
+MODEL_INFO_KEYS = ("format", "version", "bodyparts", *_ARCH_KEYS, "context", "shape_prior",
+                   "flip_average", "flip_average_below", CHECKSUM_KEY)
+
+
 def save_tracker(
     directory: str | os.PathLike, model: FacemapUNet, bodyparts: Sequence[str], meta: dict | None = None
 ) -> Path:
