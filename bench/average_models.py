@@ -29,8 +29,6 @@ from flax import nnx
 from jfacemap.io.model_folder import CHECKSUM_KEY
 from jfacemap.track.model_store import MODEL_INFO_KEYS, load_tracker, save_tracker
 
-# model.json keys that describe the network itself (save_tracker writes them)
-
 
 def training_command(info: dict) -> str:
     """The train_base_model command that drew the training set a model.json's `training_data`

@@ -85,3 +85,16 @@ def test_averaging_models_that_flip_average_keeps_b_s_setting(tmp_path):
     model, _, meta = load_tracker(tmp_path / "ab")
     assert (model.flip_average, model.flip_average_below) == (True, 0.85)
     assert (meta["flip_average"], meta["flip_average_below"]) == (True, 0.85)
+
+
+def test_model_info_keys_are_exactly_what_save_tracker_writes_for_a_model_with_every_option(tmp_path):
+    """MODEL_INFO_KEYS (what average_models drops from a copied meta) must not drift from save_tracker."""
+    from jfacemap.track.model_store import MODEL_INFO_KEYS
+    from jfacemap.track.shape_prior import fit_shape_prior
+
+    model = _model(0)
+    layouts = np.random.default_rng(0).normal(100, 20, (6, len(FACEMAP_BODYPARTS), 2))
+    model.shape_prior = fit_shape_prior(layouts)
+    model.flip_average, model.flip_average_below = True, 0.85
+    save_tracker(tmp_path / "m", model, FACEMAP_BODYPARTS)
+    assert set(json.loads((tmp_path / "m" / "model.json").read_text())) == set(MODEL_INFO_KEYS)
