@@ -2,6 +2,7 @@
 
     python -m bench.bench_real_faces                 # base model, fine-tuned on all 6, leave-one-mouse-out
     python -m bench.bench_real_faces --model base --name real_faces
+    python -m bench.bench_real_faces --leave-one-face-out     # + 6 fine-tunes on five faces each (~18 min)
 
 Data: `../shared/data/real-faces` (2 mice x 3 views, 354 x 354 px, Facemap
 bodyparts). Errors are mean Euclidean px at the paper's scale (x 256 / 354)
@@ -11,7 +12,12 @@ over labelled points. Rows:
 - fine-tuned with the default `finetune` preset on all six, scored on the same
   six (the human-in-the-loop promise: the frames you corrected are fitted);
 - leave one mouse out: fine-tuned on one mouse's three views, scored on the
-  other mouse's three.
+  other mouse's three;
+- with `--leave-one-face-out`, also: fine-tuned on five faces (both mice), scored
+  on the sixth, each face in turn (one pooled row). What labels of the same two
+  mice allow at all: each face's labels against a model fitted to the other five
+  (the keypoints' conventions drift between views: nose(r) and nose(tip) swap
+  roles, the whisker points move along the pad).
 
 Also the ROC AUC of each heatmap confidence (`likelihood_scores`) for telling
 points more than 10 px (at 256 scale) off from the rest, pooled over the
@@ -61,11 +67,25 @@ def summary(err: np.ndarray) -> dict:
             "missed": int(labelled.size - found.size), "over_10px": float(np.mean(labelled > BAD_PX))}
 
 
+def fine_tune_splits(mouse: np.ndarray, leave_one_face_out: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, train mask, score mask) of each fine-tuning run: all faces on themselves, each
+    mouse's views on the other mouse's, and (optionally) every five faces on the sixth
+    (label "5 faces (not <i>)")."""
+    n = len(mouse)
+    splits = [("all 6", np.ones(n, bool), np.ones(n, bool))]
+    splits += [(f"{m} (3 views)", mouse == m, mouse != m) for m in sorted(set(mouse))]
+    if leave_one_face_out:
+        splits += [(f"5 faces (not {i})", np.arange(n) != i, np.arange(n) == i) for i in range(n)]
+    return splits
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="base")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="real_faces")
+    ap.add_argument("--leave-one-face-out", action="store_true",
+                    help="also fine-tune on every five faces and score the sixth (6 more runs)")
     args = ap.parse_args(argv)
 
     from jfacemap.track.model_store import load_tracker
@@ -80,20 +100,28 @@ def main(argv=None) -> dict:
     rows.append({"model": f"{args.model} as shipped", "train on": "-", "score on": "all 6", **summary(err)})
     pooled["err"].append(err), pooled["scores"].append(scores)
 
-    splits = [("all 6", np.ones(len(images), bool), np.ones(len(images), bool))]
-    splits += [(f"{m} (3 views)", mouse == m, mouse != m) for m in sorted(set(mouse))]
-    for label, fit, score in splits:
+    one_face = {"err": [], "seconds": 0.0}
+    for label, fit, score in fine_tune_splits(mouse, args.leave_one_face_out):
         t0 = time.perf_counter()
         model, history = train_tracker(images[fit], keypoints[fit], names, recipe, init_model=base, seed=args.seed)
         seconds = time.perf_counter() - t0
         err, scores = point_errors(model, images[score], keypoints[score])
         plan = training_plan(recipe, int(fit.sum()))
+        if label.startswith("5 faces"):
+            one_face["err"].append(err)
+            one_face["seconds"] += seconds
+            continue
         rows.append({"model": "finetune preset", "train on": label,
                      "score on": "same faces" if label == "all 6" else "other mouse", **summary(err),
                      "steps": plan.steps, "batch": plan.batch_size, "seconds": seconds})
         if label != "all 6":
             pooled["err"].append(err), pooled["scores"].append(scores)
 
+    if one_face["err"]:
+        err = np.concatenate(one_face["err"])
+        rows.append({"model": "finetune preset", "train on": "5 faces", "score on": "the 6th, each in turn",
+                     **summary(err), "steps": training_plan(recipe, 5).steps, "batch": training_plan(recipe, 5).batch_size,
+                     "seconds": one_face["seconds"], "per_face_mean_px": [float(np.nanmean(e)) for e in one_face["err"]]})
     err = np.concatenate([e.ravel() for e in pooled["err"]])
     auc = {name: bad_point_auc(np.concatenate([s[name].ravel() for s in pooled["scores"]]), err, BAD_PX)
            for name in pooled["scores"][0]}

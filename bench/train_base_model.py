@@ -26,6 +26,7 @@ cached there too, so a resumed run does not render it again).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -39,7 +40,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import machine_info, print_table, write_results  # noqa: E402
-from jfacemap.synth import make_session  # noqa: E402
+from jfacemap.synth import make_session, sample_face_params  # noqa: E402
+from jfacemap.synth.params import with_layout  # noqa: E402
 from jfacemap.track.model_store import save_tracker  # noqa: E402
 from jfacemap.track.augment import ZOOM  # noqa: E402
 from jfacemap.track.train import LossWeights, evaluate_tracker, get_recipe, train_devices, train_tracker  # noqa: E402
@@ -62,10 +64,21 @@ def training_sessions(first_seed: int, n: int, families, lab2_fraction: float = 
     return seeds, styles, [seeds[i] for i in sorted(lab2)]
 
 
+def synthetic_session(seed: int, style: str, session_frames: int):
+    """`make_session`, or for "LOOK+LAYOUT" LOOK's session over the same seed's LAYOUT draw."""
+    look, _, layout = style.partition("+")
+    session = make_session(session_frames, seed=seed, style=look)
+    if not layout:
+        return session
+    return dataclasses.replace(session, params=with_layout(session.params, sample_face_params(seed, layout)))
+
+
 def sample_frames(seed: int, style: str, n_frames: int, session_frames: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(n, 256, 256) uint8 frames, (n, K, 3) keypoints, bodyparts from one
-    session: one random frame in each of n equal strata of the session."""
-    session = make_session(session_frames, seed=seed, style=style)
+    session: one random frame in each of n equal strata of the session.
+    `style` "LOOK+LAYOUT" (e.g. "lab2+wild") renders LOOK's session with LAYOUT's
+    keypoint layout (`jfacemap.synth.params.with_layout`)."""
+    session = synthetic_session(seed, style, session_frames)
     rng = np.random.default_rng([seed, 7])
     edges = np.linspace(0, session_frames, n_frames + 1).astype(int)
     picks = [int(rng.integers(lo, max(lo + 1, hi))) for lo, hi in zip(edges[:-1], edges[1:])]

@@ -21,6 +21,7 @@ from jfacemap.synth import (
 )
 from jfacemap.synth.behavior import stationary_distribution, transition_matrix
 from jfacemap.synth.face import get_renderer
+from jfacemap.synth.params import with_layout
 
 K = {name: i for i, name in enumerate(FACEMAP_BODYPARTS)}
 EYE = [K["eye(back)"], K["eye(bottom)"], K["eye(front)"], K["eye(top)"]]
@@ -597,3 +598,22 @@ def test_wild_muzzle_marks_fade_to_the_silhouette_alone():
     assert (draws.min(0) < 0.1).all() and (draws.max(0) > [0.6, 0.3, 0.6]).all()
     lab = sample_face_params(0, style="lab1")
     assert (lab.rhinarium_blend, lab.nostril_dark, lab.mouth_dark) == (0.8, 0.45, 0.85)
+
+
+def test_with_layout_moves_the_keypoints_and_keeps_the_look():
+    """lab2's look over wild's layout: in a common view the keypoints are wild's
+    (LAYOUT_FIELDS is all that places them), the image keeps lab2's grey
+    background and the whiskers' convention moves low and back like real faces."""
+    seed = 3
+    lab2, wild = sample_face_params(seed, style="lab2"), sample_face_params(seed, style="wild")
+    mixed = with_layout(lab2, wild)
+    assert (mixed.style, mixed.flip, mixed.background) == (lab2.style, lab2.flip, lab2.background)
+    view = dict(rotation=0.0, zoom=0.6, shift_x=0.0, shift_y=0.0, flip=False)
+    lat = simulate_behavior(2, seed=seed)
+    frame_m, kp_m = render_frames(dataclasses.replace(mixed, **view), lat, 0, 1)
+    frame_w, kp_w = render_frames(dataclasses.replace(wild, **view), lat, 0, 1)
+    _, kp_l = render_frames(dataclasses.replace(lab2, **view), lat, 0, 1)
+    np.testing.assert_allclose(kp_m, kp_w, atol=1e-3)
+    assert np.nanmax(np.abs(kp_m - kp_l)) > 5.0  # the layouts really differ
+    corner = (slice(0, 12), slice(0, 12))  # background: lab2's grey, not wild's dark
+    assert frame_m[0][corner].mean() > frame_w[0][corner].mean() + 40

@@ -29,3 +29,20 @@ def test_training_seeds_never_reach_the_test_seeds():
         training_sessions(TEST_SEED_BASE - 10, 20, ["wild"])
     with pytest.raises(ValueError):
         training_sessions(-1, 5, ["wild"])
+
+
+def test_a_look_plus_layout_style_renders_the_look_over_the_other_layout():
+    from jfacemap.synth import make_session, sample_face_params
+    from jfacemap.synth.params import LAYOUT_FIELDS
+
+    from bench.train_base_model import synthetic_session
+
+    plain = synthetic_session(7, "lab2", 50)
+    assert plain.params == make_session(50, seed=7, style="lab2").params
+    mixed = synthetic_session(7, "lab2+wild", 50).params
+    wild = sample_face_params(7, "wild")
+    assert all(getattr(mixed, f) == getattr(wild, f) for f in LAYOUT_FIELDS)
+    assert (mixed.flip, mixed.background, mixed.noise_std) == (plain.params.flip, plain.params.background,
+                                                               plain.params.noise_std)
+    with pytest.raises(ValueError, match="unknown style"):
+        synthetic_session(7, "lab2+nope", 50)

@@ -9,7 +9,7 @@ the image by a similarity transform (optionally mirrored); see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -117,6 +117,25 @@ class FaceParams:
     rhinarium_blend: float = 0.8
     nostril_dark: float = 0.45
     mouth_dark: float = 0.85
+
+
+# The fields that place the keypoints on the head (head geometry and where each
+# keypoint sits on it): a style's "layout", as opposed to its look (fur,
+# whiskers, marks, camera, imaging). The lab styles keep the renderer's first
+# layout (whiskers high and forward, a pointed snout); "wild" draws the real
+# faces' (bench/render_vs_real.py), so e.g. `with_layout(lab2, wild)` tells how
+# much of an error on lab2 is its look and how much its keypoint convention.
+LAYOUT_FIELDS: tuple[str, ...] = (
+    "eye_u", "eye_v", "eye_a", "eye_b", "eye_tilt", "eye_upper",
+    "nose_u", "nose_v", "nose_r", "snout_r", "jaw_len", "pad_du", "pad_dv",
+    "whisker_rows", "whisker_arcs", "whisker_seed",  # which pad whisker carries each keypoint, and its jitter
+    "snout_droop", "snout_blend", "nose_tip_deg", "nose_bottom_deg", "nostril_deg", "nostril_dist", "nose_top_mu",
+)
+
+
+def with_layout(look: FaceParams, layout: FaceParams) -> FaceParams:
+    """`look`'s appearance, camera and imaging over `layout`'s `LAYOUT_FIELDS`."""
+    return replace(look, **{name: getattr(layout, name) for name in LAYOUT_FIELDS})
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
