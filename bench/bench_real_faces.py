@@ -2,7 +2,7 @@
 
     python -m bench.bench_real_faces                 # base model, fine-tuned on all 6, leave-one-mouse-out
     python -m bench.bench_real_faces --model base --name real_faces
-    python -m bench.bench_real_faces --leave-one-face-out     # + 6 fine-tunes on five faces each (~18 min)
+    python -m bench.bench_real_faces --leave-one-face-out     # + 6 fine-tunes on five faces each (~15 min on 2 cores)
 
 Data: `../shared/data/real-faces` (2 mice x 3 views, 354 x 354 px, Facemap
 bodyparts). Errors are mean Euclidean px at the paper's scale (x 256 / 354)
@@ -119,8 +119,9 @@ def main(argv=None) -> dict:
 
     if one_face["err"]:
         err = np.concatenate(one_face["err"])
+        plan = training_plan(recipe, 5)
         rows.append({"model": "finetune preset", "train on": "5 faces", "score on": "the 6th, each in turn",
-                     **summary(err), "steps": training_plan(recipe, 5).steps, "batch": training_plan(recipe, 5).batch_size,
+                     **summary(err), "steps": plan.steps, "batch": plan.batch_size,
                      "seconds": one_face["seconds"], "per_face_mean_px": [float(np.nanmean(e)) for e in one_face["err"]]})
     err = np.concatenate([e.ravel() for e in pooled["err"]])
     auc = {name: bad_point_auc(np.concatenate([s[name].ravel() for s in pooled["scores"]]), err, BAD_PX)

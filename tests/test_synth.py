@@ -602,8 +602,7 @@ def test_wild_muzzle_marks_fade_to_the_silhouette_alone():
 
 def test_with_layout_moves_the_keypoints_and_keeps_the_look():
     """lab2's look over wild's layout: in a common view the keypoints are wild's
-    (LAYOUT_FIELDS is all that places them), the image keeps lab2's grey
-    background and the whiskers' convention moves low and back like real faces."""
+    (LAYOUT_FIELDS is all that places them) and the image keeps lab2's grey background."""
     seed = 3
     lab2, wild = sample_face_params(seed, style="lab2"), sample_face_params(seed, style="wild")
     mixed = with_layout(lab2, wild)
